@@ -1,0 +1,53 @@
+# multinet developer entry points. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/hack
+export MULTINET_CACHE ?= $(HOME)/.cache/multinet
+
+.PHONY: help venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench build clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+binaries: ## build or reuse the cached Kubernetes, etcd and containerd binaries
+	hack/build-binaries.sh
+
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests hack bench
+	$(VENV)/bin/ruff format --check src tests hack bench
+
+typecheck: venv ## mypy, strict on src/
+	$(VENV)/bin/mypy src
+
+test: lint typecheck binaries ## everything CI runs: lint, types, the whole pytest suite (real cluster, root)
+	$(VENV)/bin/pytest -ra
+
+unit: venv ## the fast tests only (no cluster)
+	$(VENV)/bin/pytest -ra -m "not cluster and not root"
+
+cluster-up: venv binaries ## start the local single-node cluster with multinet deployed; prints the kubeconfig path
+	$(PY) -m localcluster up
+
+cluster-down: venv ## stop the local cluster and restore the machine
+	$(PY) -m localcluster down
+
+demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the cluster)
+	$(PY) -m localcluster demo $(if $(KEEP),--keep,)
+
+bench: venv binaries ## benchmarks: attach latency and pod start-up figures
+	$(PY) bench/attach_latency.py
+
+build: venv ## wheel and sdist into dist/
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
+clean: cluster-down ## remove everything the targets created in the checkout
+	rm -rf .cluster dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis

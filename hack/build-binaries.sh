@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds or fetches every binary the local cluster runs, into a cache OUTSIDE the checkout.
+#   MULTINET_CACHE (default ~/.cache/multinet) holds:
+#     k8s-<version>/   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl
+#     debs/            etcd, containerd (Debian forky, private apt config), extracted trees
+# A warm cache makes this a few stat() calls. Versions: hack/k8s/versions.env.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=k8s/versions.env
+source "$here/k8s/versions.env"
+cache=${MULTINET_CACHE:-$HOME/.cache/multinet}
+mkdir -p "$cache"
+say() { printf '[build-binaries] %s\n' "$*" >&2; }
+
+build_kubernetes() {
+  local out="$cache/k8s-$KUBERNETES_VERSION"
+  local stamp="$out/.complete"
+  if [[ -f $stamp ]]; then
+    say "kubernetes $KUBERNETES_VERSION: cached in $out"
+    return
+  fi
+  mkdir -p "$out"
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  local ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  done
+  say "kubernetes $KUBERNETES_VERSION: building 5 commands (cold: tens of minutes on 2 cores; go -v shows progress)"
+  local start=$SECONDS
+  (
+    cd "$here/k8s"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0
+    go build -v -trimpath -ldflags "$ld" -o "$out/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl \
+      2>&1 | awk '{n++; if (n % 200 == 0) printf "[build-binaries]   %d packages compiled, last %s\n", n, $0 > "/dev/stderr"}'
+    exit "${PIPESTATUS[0]}"
+  )
+  say "kubernetes built in $((SECONDS - start)) s"
+  touch "$stamp"
+}
+
+fetch_debian() {
+  # A private apt configuration: our own sources list, lists and archive cache. The system's
+  # /etc/apt stays untouched; packages are extracted, never installed.
+  local apt="$cache/apt"
+  local root="$cache/debs/root"
+  local stamp="$cache/debs/.complete-$ETCD_DEBIAN_VERSION-$CONTAINERD_DEBIAN_VERSION"
+  if [[ -f $stamp ]]; then
+    say "etcd $ETCD_DEBIAN_VERSION, containerd $CONTAINERD_DEBIAN_VERSION: cached in $root"
+    return
+  fi
+  say "fetching etcd and containerd from Debian $DEBIAN_EXTRA_SUITE through a private apt configuration"
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/etc/preferences.d" "$root"
+  local mirror
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+  mirror=${mirror:-$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null)}
+  cat >"$apt/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $DEBIAN_EXTRA_SUITE main
+SRC
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
+    -o "Dir::Etc::Preferences=$apt/etc/preferences" -o "Dir::Etc::PreferencesParts=$apt/etc/preferences.d"
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache::Archives=$apt/archives"
+    -o "Dir::State::status=/dev/null" -o "APT::Architecture=amd64" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root"
+    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false")
+  apt-get "${opts[@]}" update >&2
+  (cd "$apt/archives" && apt-get "${opts[@]}" download \
+    "etcd-server=$ETCD_DEBIAN_VERSION*" "containerd=$CONTAINERD_DEBIAN_VERSION" >&2)
+  for deb in "$apt"/archives/*.deb; do
+    dpkg-deb -x "$deb" "$root"
+  done
+  touch "$stamp"
+}
+
+main() {
+  case "${1:-all}" in
+    kubernetes) build_kubernetes; return ;;
+    debian) fetch_debian; return ;;
+    all) fetch_debian; build_kubernetes ;;
+    *) say "usage: $0 [all|kubernetes|debian]"; exit 2 ;;
+  esac
+  mkdir -p "$cache/bin"
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    ln -sf "$cache/k8s-$KUBERNETES_VERSION/$b" "$cache/bin/$b"
+  done
+  ln -sf "$cache/debs/root/usr/bin/etcd" "$cache/bin/etcd"
+  ln -sf "$cache/debs/root/usr/bin/containerd" "$cache/bin/containerd"
+  for b in ctr containerd-shim-runc-v2; do
+    [[ -e "$cache/debs/root/usr/bin/$b" ]] && ln -sf "$cache/debs/root/usr/bin/$b" "$cache/bin/$b"
+  done
+  say "binaries ready in $cache/bin"
+}
+main "$@"

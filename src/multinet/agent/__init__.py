@@ -1,0 +1,1 @@
+"""Entry point 2: the node agent (inventory, slices, kubelet DRA plugin, NRI plugin, checkpoint)."""

@@ -1,0 +1,1 @@
+"""Entry point 1: the cluster-wide PodNetwork controller (kopf)."""
