@@ -1,0 +1,90 @@
+"""Writes what happened in the pod where users look: the claim status and the pod annotation.
+
+Runs after the NRI hook has answered (never inside its deadline). Failures are retried a few
+times with backoff and then logged: the pod runs either way, only the report is late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from multinet import DRIVER_NAME
+from multinet.plans import ClaimRef
+from multinet.status import (
+    NETWORK_STATUS_ANNOTATION,
+    DeviceOutcome,
+    claim_status_apply,
+    network_status_annotation,
+)
+
+log = logging.getLogger(__name__)
+
+_APPLY = "application/apply-patch+yaml"
+_MERGE = "application/merge-patch+json"
+
+
+class StatusWriter:
+    """Server-side apply of `status.devices` (field manager = driver name, forced)."""
+
+    def __init__(self, api: client.ApiClient, *, attempts: int = 5) -> None:
+        self._resource = client.ResourceV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._attempts = attempts
+
+    async def write_claim(self, claim: ClaimRef, outcomes: list[DeviceOutcome]) -> None:
+        body = claim_status_apply(claim, outcomes)
+        await self._retry(
+            f"claim {claim}",
+            lambda: self._resource.patch_namespaced_resource_claim_status(  # type: ignore[call-arg]
+                claim.name,
+                claim.namespace,
+                body,
+                field_manager=DRIVER_NAME,
+                force=True,
+                _content_type=_APPLY,
+            ),
+        )
+
+    async def annotate_pod(self, namespace: str, name: str, outcomes: list[DeviceOutcome]) -> None:
+        async def patch() -> object:
+            pod = await self._core.read_namespaced_pod(name, namespace)
+            existing = (pod.metadata.annotations or {}).get(NETWORK_STATUS_ANNOTATION)
+            value = network_status_annotation(existing, outcomes)
+            patch_body = {
+                "metadata": {
+                    "resourceVersion": pod.metadata.resource_version,
+                    "annotations": {NETWORK_STATUS_ANNOTATION: value},
+                }
+            }
+            # The generated signature omits the per-call `_content_type` it accepts at run time.
+            return await self._core.patch_namespaced_pod(  # type: ignore[call-arg]
+                name, namespace, patch_body, _content_type=_MERGE
+            )
+
+        await self._retry(f"pod {namespace}/{name}", patch)
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
+        delay = 0.2
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await call()
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    log.info("not reporting: %s is gone", what)
+                    return
+                retriable = exc.status in (409, 429) or exc.status >= 500
+                if not retriable or attempt == self._attempts:
+                    log.error("reporting to %s failed: %s %s", what, exc.status, exc.reason)
+                    return
+            except (TimeoutError, OSError) as exc:
+                if attempt == self._attempts:
+                    log.error("reporting to %s failed: %s", what, exc)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
