@@ -46,6 +46,9 @@ demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the
 bench: venv binaries ## benchmarks: attach latency and pod start-up figures
 	$(PY) bench/attach_latency.py
 
+proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
+	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen
+
 build: venv ## wheel and sdist into dist/
 	$(PY) -m pip wheel -q --no-deps -w dist .
 

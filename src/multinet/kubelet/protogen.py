@@ -1,0 +1,45 @@
+"""Regenerates the Python code for our kubelet `.proto` files into `_pb/`.
+
+`python -m multinet.kubelet.protogen` (or `make proto`) rewrites the checked-in files;
+tests/unit/test_kubelet_proto.py regenerates into a temporary directory and compares, so the
+generated code never drifts from the `.proto` sources. grpcio-tools is a development dependency:
+it is imported only when this runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PROTO_DIR = Path(__file__).parent / "proto"
+#: The import path the generated modules live under; protoc derives module names from it.
+PACKAGE_PATH = "multinet/kubelet/_pb"
+PROTOS = ("pluginregistration.proto", "dra_v1.proto", "dra_v1beta1.proto")
+#: Source root the package path is relative to (`src/`).
+SRC_ROOT = Path(__file__).parents[2]
+
+
+def generate(out_root: Path) -> list[Path]:
+    """Runs protoc; returns the generated files (under `out_root/multinet/kubelet/_pb`)."""
+    from grpc_tools import protoc  # development dependency
+
+    out_dir = out_root / PACKAGE_PATH
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        "protoc",
+        # Map the proto directory onto the package path, so generated imports read
+        # `from multinet.kubelet._pb import x_pb2` and descriptor file names are unique.
+        f"--proto_path={PACKAGE_PATH}={PROTO_DIR}",
+        f"--python_out={out_root}",
+        f"--pyi_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        *(f"{PACKAGE_PATH}/{name}" for name in PROTOS),
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError(f"protoc failed: {' '.join(args)}")
+    return sorted(p for p in out_dir.iterdir() if p.name != "__init__.py" and p.is_file())
+
+
+if __name__ == "__main__":
+    for path in generate(Path(sys.argv[1]) if len(sys.argv) > 1 else SRC_ROOT):
+        print(path)
