@@ -31,6 +31,11 @@ class ClaimRef(_Frozen):
 class Route(_Frozen):
     destination: str  # CIDR, e.g. "10.0.0.0/8" or "0.0.0.0/0"
     gateway: str | None = None
+    # Optional details a host route may carry; None means "the kernel default" when adding.
+    # They let a restore put back e.g. a DHCP route exactly (`ip route` shows proto and metric).
+    metric: int | None = None
+    protocol: int | None = None  # rtnetlink RTPROT_* number (3 boot, 4 static, 16 dhcp)
+    source: str | None = None  # preferred source address (RTA_PREFSRC)
 
 
 class HostState(_Frozen):
@@ -43,6 +48,8 @@ class HostState(_Frozen):
     up: bool
     addresses: tuple[str, ...] = ()  # CIDR form, in kernel order
     routes: tuple[Route, ...] = ()  # routes through this interface in the main table, not kernel-made
+    # IPv4 broadcast per address (CIDR, broadcast) where the host had one: `ip addr` looks the same.
+    broadcasts: tuple[tuple[str, str], ...] = ()
 
 
 class AttachPlan(_Frozen):
@@ -92,6 +99,9 @@ class Attachment(_Frozen):
     netns: str  # path of the pod's network namespace
     phase: AttachPhase
     pod_ifindex: int | None = None  # the interface's index inside the pod netns once attached
+    # The host-side state read just before the move (host-device): what detach restores when set,
+    # fresher than the prepare-time `plan.host`.
+    host: HostState | None = None
 
 
 class AgentState(BaseModel):
