@@ -1,0 +1,13 @@
+"""Host interfaces as DRA devices: pure data and decisions, no I/O.
+
+The netlink adapter reads the kernel into a ``model.HostSnapshot``; everything after that is
+decided here and is unit-tested without a kernel:
+
+- ``model``       facts about links (``Link``, ``Hardware``, ``HostSnapshot``) and the ``Device``
+                  we publish (name, attributes, capacity, shareable)
+- ``naming``      stable DNS-label device names (why they survive restarts and pod round trips)
+- ``attributes``  the ``multinet.dev/...`` and ``resource.kubernetes.io/...`` attributes of a link
+- ``exclusion``   interfaces never advertised (loopback, default route, CNI bridges, pod veths)
+- ``binding``     which Ready PodNetwork selects which device; conflicts as data
+- ``resolve``     snapshot + networks -> devices to publish (the one call the agent makes)
+"""

@@ -1,0 +1,102 @@
+"""Which PodNetwork selects which device.
+
+A network selects host interfaces by name: an entry without glob characters is an exact name, an
+entry with ``*``, ``?`` or ``[`` is a shell pattern (matched case-sensitively, like the kernel's
+names). Only Ready networks take part; the caller filters.
+
+A device selected by two networks is bound to neither: publishing either answer would let the
+scheduler hand one NIC to pods of a network the administrator did not mean. The conflict is
+returned as data so the caller can log it, count it and emit Events on both networks.
+
+In ``macvlan`` mode the selected device is the *parent*: pods get children of it, so it is
+advertised as shareable (``allowMultipleAllocations``) with the consumable capacity
+``multinet.dev/interfaces`` bounding how many children it serves.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from multinet.devices import attributes
+from multinet.devices.model import Capacity, Device
+
+MACVLAN = "macvlan"
+HOST_DEVICE = "host-device"
+#: Capacity name bounding the macvlan children of a shared parent.
+INTERFACES_CAPACITY = attributes.ours("interfaces")
+DEFAULT_MAX_INTERFACES = 64
+_GLOB = set("*?[")
+
+
+@dataclass(frozen=True)
+class NetworkSelector:
+    """The part of a Ready PodNetwork the inventory needs."""
+
+    name: str
+    interfaces: tuple[str, ...]  # exact names and glob patterns
+    mode: str = HOST_DEVICE
+    #: macvlan only: how many children (claims) one parent serves at most.
+    max_interfaces: int = DEFAULT_MAX_INTERFACES
+
+    @property
+    def exact_names(self) -> frozenset[str]:
+        return frozenset(n for n in self.interfaces if not _GLOB & set(n))
+
+    def selects(self, ifname: str) -> bool:
+        return any(
+            fnmatch.fnmatchcase(ifname, entry) if _GLOB & set(entry) else ifname == entry
+            for entry in self.interfaces
+        )
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One device selected by several networks; bound to none of them."""
+
+    device: str
+    ifname: str
+    networks: tuple[str, ...]  # sorted
+
+
+@dataclass(frozen=True)
+class Binding:
+    devices: tuple[Device, ...]
+    conflicts: tuple[Conflict, ...]
+
+
+def explicit_names(networks: Iterable[NetworkSelector]) -> frozenset[str]:
+    """Interface names some network spells out exactly (they bypass the exclusion rules)."""
+    out: set[str] = set()
+    for network in networks:
+        out |= network.exact_names
+    return frozenset(out)
+
+
+def _bound(device: Device, network: NetworkSelector) -> Device:
+    attrs = dict(device.attributes)
+    attrs[attributes.POD_NETWORK] = network.name
+    if network.mode != MACVLAN:
+        return replace(device, attributes=attrs, network=network.name)
+    most = max(1, network.max_interfaces)
+    capacity = {INTERFACES_CAPACITY: Capacity(value=most, default=1, minimum=1, maximum=most)}
+    return replace(
+        device, attributes=attrs, network=network.name, shareable=True, capacity=capacity
+    )
+
+
+def bind(devices: Sequence[Device], networks: Sequence[NetworkSelector]) -> Binding:
+    """Devices with the podNetwork attribute set where exactly one network selects them."""
+    out: list[Device] = []
+    conflicts: list[Conflict] = []
+    for device in devices:
+        chosen = [n for n in networks if n.selects(device.ifname)]
+        if len(chosen) == 1:
+            out.append(_bound(device, chosen[0]))
+            continue
+        if len(chosen) > 1:
+            names = tuple(sorted({n.name for n in chosen}))
+            conflicts.append(Conflict(device=device.name, ifname=device.ifname, networks=names))
+        out.append(device)
+    return Binding(devices=tuple(out), conflicts=tuple(conflicts))
