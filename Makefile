@@ -49,6 +49,11 @@ bench: venv binaries ## benchmarks: attach latency and pod start-up figures
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
 	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen
 
+.PHONY: proto-nri
+proto: proto-nri
+proto-nri: venv ## regenerate the checked-in NRI/ttrpc code from src/multinet/nri/proto
+	PYTHONPATH=src $(PY) -m multinet.nri.protogen
+
 build: venv ## wheel and sdist into dist/
 	$(PY) -m pip wheel -q --no-deps -w dist .
 

@@ -1,0 +1,1 @@
+"""Generated protobuf code for multinet.nri. Do not edit: run `make proto`."""

@@ -1,0 +1,275 @@
+"""The NRI plugin: connect to the runtime, register, stay connected, route pod events to the agent.
+
+Contract (PROTOCOLS.md 4.3-4.4):
+- `NRIPlugin.run()` connects to `settings.socket_path`, sends RegisterPlugin(name, two-digit
+  index) at once (the runtime allows 5 s), answers Configure with events 0x7 (Run/Stop/Remove-
+  PodSandbox), collects the pods of every Synchronize chunk (answering more=true until the last)
+  and hands them to `on_synchronize` once. Only then `connected` is set. Pod events arrive as
+  StateChange (containerd < 2.3) or as the dedicated Run/Stop/RemovePodSandbox methods (NRI >=
+  0.12): both reach the same `PodHandler` methods. Any other method: Unimplemented (code 12).
+- When the connection drops (containerd restart, a protocol error, registration refused) the plugin
+  reconnects with exponential backoff (`backoff_initial` doubling up to `backoff_max`), forever,
+  until `run()` is cancelled. The handler object and its running tasks survive reconnections.
+- Malformed input never escapes as an exception: the session ends with a logged `ProtocolError`, the
+  socket is closed, and `run()` reconnects.
+
+Time budget: see `multinet.nri.dispatch` for the per-event deadline policy. Registration through the
+end of Synchronize must finish within `startup_timeout`, or the attempt is abandoned and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from google.protobuf.message import Message as _PbMessage
+
+from multinet.errors import ConfigError, ProtocolError
+from multinet.nri import mux, ttrpc
+from multinet.nri._pb import nri_pb2
+from multinet.nri.dispatch import Dispatcher, HandlerTimeout, PodEvent, PodHandler
+from multinet.nri.pods import PodSandbox, pod_from_proto
+
+log = logging.getLogger(__name__)
+
+RUNTIME_SERVICE = "nri.pkg.api.v1alpha1.Runtime"
+PLUGIN_SERVICE = "nri.pkg.api.v1alpha1.Plugin"
+# Bit (e - 1) subscribes event e: RUN_POD_SANDBOX=1, STOP_POD_SANDBOX=2, REMOVE_POD_SANDBOX=3.
+EVENTS_MASK = 0x7
+_STATE_CHANGE_EVENTS = {1: PodEvent.RUN, 2: PodEvent.STOP, 3: PodEvent.REMOVE}
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_INDEX = re.compile(r"^[0-9]{2}$")
+
+M = TypeVar("M", bound=_PbMessage)
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """How to reach the runtime and how to behave. Times in seconds."""
+
+    socket_path: str = "/var/run/nri/nri.sock"
+    name: str = "multinet"
+    index: str = "10"  # two digits; plugins are called in ascending index order
+    startup_timeout: float = 10.0  # RegisterPlugin sent -> Synchronize done, else retry
+    event_budget: float = 2.0  # longest a handler may hold a call (containerd's default deadline)
+    safety_margin: float = 0.25  # answer this long before the deadline (scheduling, socket I/O)
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0  # a restarted containerd is found within this long
+    drain_timeout: float = 2.0  # on shutdown, wait this long for running handlers before cancelling
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not _NAME.match(self.name):
+            errors.append(f"name: {self.name!r} must match [A-Za-z0-9_.+-]+")
+        if not _INDEX.match(self.index):
+            errors.append(f"index: {self.index!r} must be exactly two digits, e.g. '10'")
+        if not self.socket_path:
+            errors.append("socket_path: must not be empty")
+        if self.safety_margin >= self.event_budget:
+            errors.append("safety_margin: must be smaller than event_budget")
+        if errors:
+            raise ConfigError(errors, subject="NRI plugin settings")
+
+
+@dataclass
+class _Session:
+    """State of one connection: pods of the Synchronize chunks so far, the runtime's timeout."""
+
+    pods: list[PodSandbox] = field(default_factory=list)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    request_timeout: float = 0.0  # seconds, from Configure; 0 = unknown
+
+
+def _parse(cls: type[M], payload: bytes) -> M:
+    msg = cls()
+    try:
+        msg.ParseFromString(payload)
+    except Exception as exc:
+        raise ttrpc.TtrpcError(
+            ttrpc.INVALID_ARGUMENT, f"cannot decode {cls.__name__}: {exc}"
+        ) from exc
+    return msg
+
+
+class NRIPlugin:
+    """An external NRI plugin serving one `PodHandler`. Start it with `await plugin.run()`."""
+
+    def __init__(self, handler: PodHandler, settings: PluginSettings | None = None) -> None:
+        self.settings = settings or PluginSettings()
+        self._dispatcher = Dispatcher(handler)
+        self._connected = asyncio.Event()
+        self.registrations = 0  # successful registrations so far (reconnects = registrations - 1)
+        self.runtime = ""  # "name version" of the runtime, from the last Configure
+
+    @property
+    def connected(self) -> bool:
+        """Registered and synchronized with the runtime right now (readiness)."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Return once connected; wrap in `asyncio.timeout()` to bound the wait."""
+        await self._connected.wait()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff; returns only by cancellation."""
+        delay = self.settings.backoff_initial
+        failures = 0
+        try:
+            while True:
+                try:
+                    reader, writer = await asyncio.open_unix_connection(self.settings.socket_path)
+                except OSError as exc:
+                    failures += 1
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    log.log(level, "cannot reach NRI socket %s: %s", self.settings.socket_path, exc)
+                else:
+                    if await self.serve(reader, writer):
+                        delay, failures = self.settings.backoff_initial, 0
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max)
+        finally:
+            await self._dispatcher.drain(self.settings.drain_timeout)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one connection until it closes. Never raises on bad input. True if registered."""
+        conn = mux.Mux(reader, writer)
+        session = _Session()
+        server = ttrpc.Server(
+            lambda data: conn.send(mux.PLUGIN_CONN, data), self._handlers(session)
+        )
+        client = ttrpc.Client(lambda data: conn.send(mux.RUNTIME_CONN, data))
+        conn.register(mux.PLUGIN_CONN, server.feed)
+        conn.register(mux.RUNTIME_CONN, client.feed)
+        reading = asyncio.create_task(conn.run(), name="nri-mux-reader")
+        registered = False
+        reason: BaseException | str = "closed by the runtime"
+        try:
+            registered = await self._start(client, session, reading)
+            if registered:
+                await reading
+        except (ProtocolError, ttrpc.TtrpcError, ConnectionError, OSError, TimeoutError) as exc:
+            reason = exc
+        except Exception as exc:  # a bug of ours: end this session, keep the plugin alive
+            log.exception("NRI session failed unexpectedly")
+            reason = exc
+        finally:
+            self._connected.clear()
+            client.close(ConnectionError("NRI session ended"))
+            reading.cancel()
+            await asyncio.wait({reading})
+            await server.close()
+            await conn.close()
+        log.warning("NRI connection ended: %s", reason)
+        return registered
+
+    async def _start(
+        self, client: ttrpc.Client, session: _Session, reading: asyncio.Task[None]
+    ) -> bool:
+        async def register() -> None:
+            req = nri_pb2.RegisterPluginRequest(
+                plugin_name=self.settings.name, plugin_idx=self.settings.index
+            )
+            payload = req.SerializeToString()
+            timeout = self.settings.startup_timeout
+            await client.call(RUNTIME_SERVICE, "RegisterPlugin", payload, budget=timeout)
+            await session.synced.wait()
+
+        registering = asyncio.create_task(register(), name="nri-register")
+        try:
+            done, _ = await asyncio.wait(
+                {registering, reading},
+                timeout=self.settings.startup_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            registering.cancel()
+            await asyncio.wait({registering})
+        if registering in done:
+            registering.result()  # raises if registration was refused
+            self.registrations += 1
+            self._connected.set()
+            log.info(
+                "NRI plugin %s-%s registered with %s (%d pods)",
+                self.settings.index,
+                self.settings.name,
+                self.runtime,
+                len(session.pods),
+            )
+            return True
+        if reading in done:
+            reading.result()  # raises the ProtocolError, if that is why it ended
+            return False
+        raise TimeoutError(
+            f"NRI registration not completed within {self.settings.startup_timeout}s"
+        )
+
+    def _budget(self, session: _Session, ctx: ttrpc.CallContext) -> float:
+        cap = self.settings.event_budget
+        if session.request_timeout > 0:
+            cap = min(cap, session.request_timeout)
+        if ctx.deadline is not None:
+            cap = min(cap, ctx.deadline - asyncio.get_running_loop().time())
+        return cap - self.settings.safety_margin
+
+    def _handlers(self, session: _Session) -> dict[tuple[str, str], ttrpc.Handler]:
+        async def configure(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+            req = _parse(nri_pb2.ConfigureRequest, payload)
+            session.request_timeout = req.request_timeout / 1000
+            self.runtime = f"{req.runtime_name} {req.runtime_version}".strip()
+            return nri_pb2.ConfigureResponse(events=EVENTS_MASK).SerializeToString()
+
+        async def synchronize(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+            req = _parse(nri_pb2.SynchronizeRequest, payload)
+            session.pods.extend(pod_from_proto(p) for p in req.pods)
+            if req.more:
+                return nri_pb2.SynchronizeResponse(more=True).SerializeToString()
+            await self._dispatcher.synchronize(list(session.pods), self._budget(session, ctx))
+            session.synced.set()
+            return nri_pb2.SynchronizeResponse(more=False).SerializeToString()
+
+        async def pod_event(event: PodEvent, pod: PodSandbox, ctx: ttrpc.CallContext) -> bytes:
+            try:
+                await self._dispatcher.pod_event(event, pod, self._budget(session, ctx))
+            except HandlerTimeout as exc:
+                log.error("%s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
+                raise ttrpc.TtrpcError(ttrpc.DEADLINE_EXCEEDED, str(exc)) from exc
+            except Exception as exc:
+                log.warning("%s failed: %s", event, exc, extra={"pod": pod.ref, "podUID": pod.uid})
+                raise ttrpc.TtrpcError(ttrpc.UNKNOWN, str(exc) or type(exc).__name__) from exc
+            return b""  # Empty / *PodSandboxResponse: no fields
+
+        async def state_change(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+            req = _parse(nri_pb2.StateChangeEvent, payload)
+            event = _STATE_CHANGE_EVENTS.get(req.event)
+            if event is None:  # not subscribed; a runtime may still send it: acknowledge
+                return b""
+            return await pod_event(event, pod_from_proto(req.pod), ctx)
+
+        def dedicated(event: PodEvent, cls: type[_PodRequest]) -> ttrpc.Handler:
+            async def handle(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+                return await pod_event(event, pod_from_proto(_parse(cls, payload).pod), ctx)
+
+            return handle
+
+        return {
+            (PLUGIN_SERVICE, "Configure"): configure,
+            (PLUGIN_SERVICE, "Synchronize"): synchronize,
+            (PLUGIN_SERVICE, "StateChange"): state_change,
+            (PLUGIN_SERVICE, "RunPodSandbox"): dedicated(
+                PodEvent.RUN, nri_pb2.RunPodSandboxRequest
+            ),
+            (PLUGIN_SERVICE, "StopPodSandbox"): dedicated(
+                PodEvent.STOP, nri_pb2.StopPodSandboxRequest
+            ),
+            (PLUGIN_SERVICE, "RemovePodSandbox"): dedicated(
+                PodEvent.REMOVE, nri_pb2.RemovePodSandboxRequest
+            ),
+        }
+
+
+_PodRequest = (
+    nri_pb2.RunPodSandboxRequest | nri_pb2.StopPodSandboxRequest | nri_pb2.RemovePodSandboxRequest
+)

@@ -1,0 +1,247 @@
+"""ttrpc, the lightweight RPC containerd speaks over each mux ConnID (PROTOCOLS.md 4.2): unary only.
+
+Message: 10-byte header `length u32 BE (body only) | stream_id u32 BE | type u8 | flags u8`,
+then the body: a `ttrpc.Request` (type 1) or `ttrpc.Response` (type 2). Bodies are at most 4 MiB.
+
+Contract:
+- `MessageDecoder` is pure: bytes in, whole messages out; anything malformed (oversized body,
+  unknown message type, an undecodable Request/Response) raises `ProtocolError`, never another
+  exception. The connection's owner closes it then: a byte stream cannot be resynchronised.
+- `Server` dispatches requests by (service, method) to async handlers, one task per request, and
+  answers every request exactly once: the handler's bytes, `TtrpcError(code, msg)` as that status,
+  any other exception as UNKNOWN with its message, UNIMPLEMENTED (12) for unknown methods,
+  INVALID_ARGUMENT for a payload the handler cannot parse, DEADLINE_EXCEEDED when the caller's
+  `timeout_nano` runs out first (the handler is cancelled then: the caller has given up).
+- `Client` numbers its streams 1, 3, 5, ... and resolves one future per stream; a response for an
+  unknown stream (e.g. after a local timeout) is dropped.
+
+Time budget: codec work is O(bytes); the server adds one task spawn per request. Handlers carry the
+real time budget, see `multinet.nri.plugin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from multinet.errors import MultinetError, ProtocolError
+from multinet.nri._pb import ttrpc_pb2
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">IIBB")
+MAX_BODY = 4 * 1024 * 1024
+
+REQUEST, RESPONSE, DATA = 1, 2, 3
+
+# google.rpc.Code values we use.
+OK = 0
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+UNIMPLEMENTED = 12
+UNAVAILABLE = 14
+
+
+class TtrpcError(MultinetError):
+    """A call answered with a non-OK status (client side), or a status a handler wants sent."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"ttrpc status {code}: {message}")
+
+
+@dataclass(frozen=True)
+class Message:
+    stream_id: int
+    type: int
+    flags: int
+    body: bytes
+
+
+def encode_message(stream_id: int, msg_type: int, body: bytes, flags: int = 0) -> bytes:
+    if len(body) > MAX_BODY:
+        raise ValueError(f"ttrpc body of {len(body)} bytes exceeds {MAX_BODY}")
+    return HEADER.pack(len(body), stream_id, msg_type, flags) + body
+
+
+class MessageDecoder:
+    """Sans-I/O decoder of one ConnID's byte stream into ttrpc messages."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while len(self._buf) >= HEADER.size:
+            length, stream_id, msg_type, flags = HEADER.unpack_from(self._buf)
+            if length > MAX_BODY:
+                raise ProtocolError(f"ttrpc message on stream {stream_id}: body {length} > 4 MiB")
+            if msg_type not in (REQUEST, RESPONSE, DATA):
+                raise ProtocolError(f"ttrpc message on stream {stream_id}: unknown type {msg_type}")
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            out.append(Message(stream_id, msg_type, flags, bytes(self._buf[HEADER.size : end])))
+            del self._buf[:end]
+        return out
+
+
+def parse_request(body: bytes) -> ttrpc_pb2.Request:
+    req = ttrpc_pb2.Request()
+    try:
+        req.ParseFromString(body)
+    except Exception as exc:  # protobuf raises DecodeError and, for odd input, others
+        raise ProtocolError(f"undecodable ttrpc Request ({len(body)} bytes): {exc}") from exc
+    return req
+
+
+def parse_response(body: bytes) -> ttrpc_pb2.Response:
+    resp = ttrpc_pb2.Response()
+    try:
+        resp.ParseFromString(body)
+    except Exception as exc:
+        raise ProtocolError(f"undecodable ttrpc Response ({len(body)} bytes): {exc}") from exc
+    return resp
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a handler knows about its call. `deadline` is in `loop.time()` seconds, or None."""
+
+    service: str
+    method: str
+    stream_id: int
+    deadline: float | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[bytes, CallContext], Awaitable[bytes]]
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class Server:
+    """ttrpc server side of one ConnID. Feed it bytes; it answers through `send`."""
+
+    def __init__(self, send: Send, handlers: Mapping[tuple[str, str], Handler]) -> None:
+        self._send = send
+        self._handlers = dict(handlers)
+        self._decoder = MessageDecoder()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def feed(self, data: bytes) -> None:
+        for msg in self._decoder.feed(data):
+            if msg.type != REQUEST:
+                raise ProtocolError(f"ttrpc server got message type {msg.type}, expected a Request")
+            if msg.stream_id in self._tasks:
+                raise ProtocolError(f"ttrpc request reuses stream {msg.stream_id} still in flight")
+            req = parse_request(msg.body)
+            loop = asyncio.get_running_loop()
+            ctx = CallContext(
+                service=req.service,
+                method=req.method,
+                stream_id=msg.stream_id,
+                deadline=loop.time() + req.timeout_nano / 1e9 if req.timeout_nano > 0 else None,
+                metadata={kv.key: kv.value for kv in req.metadata},
+            )
+            task = loop.create_task(self._serve(ctx, req.payload), name=f"ttrpc-{req.method}")
+            self._tasks[msg.stream_id] = task
+            task.add_done_callback(functools.partial(self._forget, msg.stream_id))
+
+    def _forget(self, stream_id: int, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(stream_id, None)
+
+    async def _serve(self, ctx: CallContext, payload: bytes) -> None:
+        handler = self._handlers.get((ctx.service, ctx.method))
+        resp = ttrpc_pb2.Response()
+        if handler is None:
+            resp.status.code = UNIMPLEMENTED
+            resp.status.message = f"{ctx.service}/{ctx.method} is not implemented"
+        else:
+            try:
+                async with asyncio.timeout_at(ctx.deadline):
+                    resp.payload = await handler(payload, ctx)
+            except TtrpcError as exc:
+                resp.status.code, resp.status.message = exc.code, exc.message
+            except TimeoutError:
+                resp.status.code = DEADLINE_EXCEEDED
+                resp.status.message = f"{ctx.method}: deadline exceeded"
+            except Exception as exc:
+                log.exception("ttrpc handler %s/%s failed", ctx.service, ctx.method)
+                resp.status.code = UNKNOWN
+                resp.status.message = str(exc) or type(exc).__name__
+        try:
+            await self._send(encode_message(ctx.stream_id, RESPONSE, resp.SerializeToString()))
+        except (ConnectionError, OSError) as exc:
+            log.info("ttrpc reply to %s dropped, connection gone: %s", ctx.method, exc)
+
+    async def close(self) -> None:
+        """Cancel in-flight handlers (their callers are gone with the connection)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class Client:
+    """ttrpc client side of one ConnID."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._decoder = MessageDecoder()
+        self._next_stream = 1
+        self._pending: dict[int, asyncio.Future[ttrpc_pb2.Response]] = {}
+        self._closed: BaseException | None = None
+
+    async def call(
+        self, service: str, method: str, payload: bytes, *, budget: float | None = None
+    ) -> bytes:
+        """One unary call, `budget` seconds at most (sent as timeout_nano).
+
+        Raises TtrpcError on a non-OK status, TimeoutError, ConnectionError.
+        """
+        if self._closed is not None:
+            raise ConnectionError(f"ttrpc connection closed: {self._closed}")
+        stream_id = self._next_stream
+        self._next_stream += 2
+        req = ttrpc_pb2.Request(service=service, method=method, payload=payload)
+        if budget is not None:
+            req.timeout_nano = int(budget * 1e9)
+        fut: asyncio.Future[ttrpc_pb2.Response] = asyncio.get_running_loop().create_future()
+        self._pending[stream_id] = fut
+        try:
+            await self._send(encode_message(stream_id, REQUEST, req.SerializeToString()))
+            async with asyncio.timeout(budget):
+                resp = await fut
+        finally:
+            self._pending.pop(stream_id, None)
+        if resp.status.code != OK:
+            raise TtrpcError(resp.status.code, resp.status.message)
+        return resp.payload
+
+    def feed(self, data: bytes) -> None:
+        for msg in self._decoder.feed(data):
+            if msg.type != RESPONSE:
+                raise ProtocolError(f"ttrpc client got message type {msg.type}, expected Response")
+            resp = parse_response(msg.body)
+            fut = self._pending.get(msg.stream_id)
+            if fut is None or fut.done():
+                log.debug("ttrpc response for unknown stream %d dropped", msg.stream_id)
+                continue
+            fut.set_result(resp)
+
+    def close(self, reason: BaseException) -> None:
+        """Fail every pending call: the connection is gone."""
+        self._closed = reason
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"ttrpc connection closed: {reason}"))
