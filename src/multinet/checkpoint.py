@@ -22,14 +22,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from multinet.errors import CheckpointError
-from multinet.plans import AgentState
+from multinet.plans import AgentState, Attachment, AttachPlan
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,28 @@ class Checkpoint:
             data = draft.model_dump_json(indent=1).encode()
             await asyncio.to_thread(_write_atomically, self.path, data)
             self._state = draft
+
+    # -- the attach side's StateStore (multinet.agent.ports) ------------------------------
+
+    def plan(self, key: str) -> AttachPlan | None:
+        """The prepared plan with this key, if any claim holds it."""
+        for claim in self._state.claims.values():
+            for plan in claim.plans:
+                if plan.key == key:
+                    return plan
+        return None
+
+    async def record(self, attachments: Iterable[Attachment]) -> None:
+        """Set these attachments (by plan key) and persist before returning."""
+        async with self.update() as draft:
+            for attachment in attachments:
+                draft.attachments[attachment.plan_key] = attachment
+
+    async def forget(self, keys: Iterable[str]) -> None:
+        """Drop these attachments and persist before returning."""
+        async with self.update() as draft:
+            for key in keys:
+                draft.attachments.pop(key, None)
 
 
 def load_state(path: Path) -> AgentState:

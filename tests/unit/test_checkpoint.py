@@ -166,3 +166,17 @@ async def test_concurrent_updates_are_serialised(tmp_path: Path) -> None:
     await asyncio.gather(*(add(i) for i in range(30)))
     assert len(cp.state.claims) == 30
     assert len(load_state(cp.path).claims) == 30
+
+
+async def test_serves_the_attach_side_state_store(tmp_path: Path) -> None:
+    cp = Checkpoint.open(tmp_path)
+    async with cp.update() as draft:
+        draft.claims["uid-1"] = _claim(1)
+    key = cp.state.claims["uid-1"].plans[0].key
+    assert cp.plan(key) == cp.state.claims["uid-1"].plans[0]
+    assert cp.plan("nope") is None
+    att = Attachment(plan_key=key, pod_uid="pod-1", pod="ns/p", netns="/x", phase="attaching")
+    await cp.record([att])
+    assert load_state(cp.path).attachments == {key: att}
+    await cp.forget([key, "unknown"])
+    assert load_state(cp.path).attachments == {}
