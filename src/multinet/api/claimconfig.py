@@ -1,0 +1,168 @@
+"""The opaque config for driver ``multinet.dev`` and the effective configuration of one request.
+
+A DeviceClass or a ResourceClaim may carry ``config[].opaque{driver: multinet.dev, parameters}``,
+optionally scoped to some requests. The parameters are a ``ClaimConfig``: ``interfaceName``,
+``addresses`` (static, CIDR form), ``mac``, ``mtu``, ``routes``; strict, unknown fields rejected.
+
+``effective_config`` layers, lowest first: the PodNetwork's parameters, every DeviceClass config
+that applies to the request, every claim config that applies to the request. A field set by a later
+layer replaces the earlier value as a whole (lists are not concatenated: a claim that sets
+``routes`` says exactly which routes it wants). Errors name the claim, the request and the field:
+``claim default/web request nic: config[1].mtu: must be between 68 and 65535, got 20``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from multinet.api import names, parameters, problems
+from multinet.api.fields import IfName, InterfaceAddress, IPInterface, Mac, Mtu, StrictModel
+from multinet.api.parameters import Ipam, Mode, NetworkParameters, Route
+
+
+class ClaimConfig(StrictModel):
+    """``opaque.parameters`` for driver ``multinet.dev``; every field optional."""
+
+    interface_name: IfName | None = None
+    addresses: list[InterfaceAddress] | None = None
+    mac: Mac | None = None
+    mtu: Mtu | None = None
+    routes: list[Route] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OpaqueConfig:
+    """One config entry as found in a DeviceClass, a claim spec or ``status.allocation``.
+
+    ``index`` is the entry's position in the list it came from, so messages point at it;
+    ``requests`` empty means the entry applies to every request of the claim.
+    """
+
+    parameters: Any
+    index: int
+    requests: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveConfig:
+    """What the node agent applies for one (claim, request).
+
+    ``interface_name`` None keeps the device's own name; ``mtu``/``mac`` None keep the device's.
+    ``addresses`` are static addresses (reserved like pool addresses when IPAM is ``pool``).
+    """
+
+    mode: Mode
+    interface_name: str | None
+    mtu: int | None
+    mac: str | None
+    addresses: tuple[IPInterface, ...]
+    routes: tuple[Route, ...]
+    ipam: Ipam
+
+
+def applies_to(scope: Sequence[str], request: str) -> bool:
+    """A config scoped to ``req`` also applies to its subrequests ``req/sub``."""
+    if not scope:
+        return True
+    return request in scope or request.split("/", 1)[0] in scope
+
+
+def parse(doc: Any, *, prefix: str = "config") -> ClaimConfig:
+    """Validate one opaque parameters document; ``ConfigError`` lists every problem."""
+    try:
+        return ClaimConfig.model_validate({} if doc is None else doc)
+    except ValidationError as exc:
+        problems.fail(problems.messages(exc, prefix))
+
+
+def split_allocation_configs(
+    config: Sequence[Mapping[str, Any]], driver: str = names.DRIVER
+) -> tuple[list[OpaqueConfig], list[OpaqueConfig]]:
+    """``status.allocation.devices.config`` -> (class configs, claim configs) for ``driver``."""
+    from_class: list[OpaqueConfig] = []
+    from_claim: list[OpaqueConfig] = []
+    for i, entry in enumerate(config):
+        opaque = entry.get("opaque") or {}
+        if opaque.get("driver") != driver:
+            continue
+        item = OpaqueConfig(opaque.get("parameters"), i, tuple(entry.get("requests") or ()))
+        (from_class if entry.get("source") == "FromClass" else from_claim).append(item)
+    return from_class, from_claim
+
+
+def _overlay(base: dict[str, Any], cfg: ClaimConfig) -> None:
+    for key in ("interface_name", "mac", "mtu", "addresses", "routes"):
+        value = getattr(cfg, key)
+        if value is not None:
+            base[key] = value
+
+
+def _cross_check(
+    eff: dict[str, Any], network: NetworkParameters, where: dict[str, str]
+) -> list[str]:
+    """Rules between the merged fields; each message points at the layer that set the field."""
+    out: list[str] = []
+    subnet = network.ipam.subnet if network.ipam.type == "pool" else None
+    seen: set[IPInterface] = set()
+    for i, addr in enumerate(eff["addresses"]):
+        path = f"{where.get('addresses', 'config')}.addresses[{i}]"
+        if addr in seen:
+            out.append(f"{path}: {addr} is listed twice")
+        seen.add(addr)
+        if subnet is not None and (addr.version != subnet.version or addr.ip not in subnet):
+            out.append(f"{path}: {addr} is outside subnet {subnet} of the PodNetwork")
+    routes_where = where.get("routes")
+    if routes_where is not None:
+        for msg in parameters.check_routes(list(eff["routes"]), subnet, prefix="routes"):
+            out.append(f"{routes_where}.{msg}")
+    return out
+
+
+def effective_config(
+    network: NetworkParameters,
+    class_configs: Sequence[OpaqueConfig],
+    claim_configs: Sequence[OpaqueConfig],
+    *,
+    claim: str,
+    request: str,
+) -> EffectiveConfig:
+    """Merge the layers for ``request`` of ``claim`` ("namespace/name"); raise ``ConfigError``."""
+    merged: dict[str, Any] = {
+        "interface_name": network.interface_name,
+        "mtu": network.mtu,
+        "mac": None,
+        "addresses": [],
+        "routes": list(network.routes),
+    }
+    where: dict[str, str] = {}
+    errors: list[str] = []
+    layers = [("class config", c) for c in class_configs] + [("config", c) for c in claim_configs]
+    for label, entry in layers:
+        if not applies_to(entry.requests, request):
+            continue
+        prefix = f"{label}[{entry.index}]"
+        try:
+            cfg = parse(entry.parameters, prefix=prefix)
+        except problems.ConfigError as exc:
+            errors += exc.errors
+            continue
+        _overlay(merged, cfg)
+        for key in cfg.model_fields_set:
+            where[key] = prefix
+    if not errors:
+        errors = _cross_check(merged, network, where)
+    if errors:
+        problems.fail(errors, subject=f"claim {claim} request {request}")
+    return EffectiveConfig(
+        mode=network.mode,
+        interface_name=merged["interface_name"],
+        mtu=merged["mtu"],
+        mac=merged["mac"],
+        addresses=tuple(merged["addresses"]),
+        routes=tuple(merged["routes"]),
+        ipam=network.ipam,
+    )
