@@ -1,0 +1,146 @@
+"""Pure IPAM decisions for `ipam.type: pool`: which addresses may be handed out, in which order,
+and what the reservation object for an address is called. No I/O; the apiserver-backed
+reservation lives in `multinet.kube.ipam`.
+
+Usable addresses: inside `rangeStart`..`rangeEnd` (default: the whole subnet), minus `exclude`
+blocks and the gateway. IPv4 skips the network and broadcast addresses (except in /31 and /32,
+RFC 3021); IPv6 skips the all-zeros subnet-router anycast address.
+
+Order: the walk starts at a point derived from a key (the claim UID + request), wraps around
+and visits every usable address once. Different claims start far apart, so concurrent prepares on
+many nodes rarely try the same address; the same claim always starts at the same point, so a
+retried prepare finds its own earlier reservation first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from multinet.api.fields import IPAddress, IPNetwork
+from multinet.api.parameters import Ipam
+
+#: Longest Kubernetes object name (DNS subdomain).
+MAX_NAME = 253
+
+
+@dataclass(frozen=True)
+class Pool:
+    subnet: IPNetwork
+    first: int  # lowest usable address, as an integer
+    last: int  # highest usable address, as an integer
+    exclude: tuple[tuple[int, int], ...]  # (first, last) integer ranges, sorted, merged
+
+    @property
+    def size(self) -> int:
+        """Addresses between first and last inclusive (exclusions not subtracted)."""
+        return max(0, self.last - self.first + 1)
+
+    def usable(self, address: IPAddress) -> bool:
+        value = int(address)
+        return (
+            address.version == self.subnet.version
+            and self.first <= value <= self.last
+            and self.excluded_until(value) is None
+        )
+
+    def excluded_until(self, value: int) -> int | None:
+        """The last address of the excluded range holding `value`, or None."""
+        for lo, hi in self.exclude:
+            if lo <= value <= hi:
+                return hi
+            if lo > value:
+                break
+        return None
+
+    def prefixed(self, address: IPAddress) -> str:
+        """`10.1.0.5` -> `10.1.0.5/28`: the address as it goes on an interface."""
+        return f"{address}/{self.subnet.prefixlen}"
+
+
+def pool_from(ipam: Ipam) -> Pool:
+    """The pool of a validated `ipam` block (type pool, subnet set)."""
+    if ipam.type != "pool" or ipam.subnet is None:
+        raise ValueError("ipam.type must be pool with a subnet")
+    subnet = ipam.subnet
+    lo, hi = int(subnet.network_address), int(subnet.broadcast_address)
+    if subnet.version == 4 and subnet.prefixlen < 31:
+        lo, hi = lo + 1, hi - 1
+    elif subnet.version == 6 and subnet.prefixlen < 128:
+        lo += 1
+    if ipam.range_start is not None:
+        lo = max(lo, int(ipam.range_start))
+    if ipam.range_end is not None:
+        hi = min(hi, int(ipam.range_end))
+    blocks = [(int(b.network_address), int(b.broadcast_address)) for b in ipam.exclude]
+    if ipam.gateway is not None:
+        blocks.append((int(ipam.gateway), int(ipam.gateway)))
+    return Pool(subnet, lo, hi, _merge(blocks))
+
+
+def _merge(blocks: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(blocks):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
+
+
+def start_offset(pool: Pool, key: str) -> int:
+    """Where the walk for `key` begins, 0 <= offset < size (0 for an empty pool)."""
+    if pool.size == 0:
+        return 0
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:16], "big") % pool.size
+
+
+def candidates(pool: Pool, key: str) -> Iterator[IPAddress]:
+    """Every usable address exactly once, starting at `start_offset(pool, key)` and wrapping.
+    Excluded blocks are jumped over, not walked, so huge IPv6 exclusions cost nothing."""
+    if pool.size == 0:
+        return
+    start = pool.first + start_offset(pool, key)
+    for lo, hi in ((start, pool.last), (pool.first, start - 1)):
+        value = lo
+        while value <= hi:
+            end = pool.excluded_until(value)
+            if end is not None:
+                value = end + 1
+                continue
+            yield _from_int(pool, value)
+            value += 1
+
+
+def _from_int(pool: Pool, value: int) -> IPAddress:
+    # ip_address(int) would guess the family from the magnitude; the pool decides instead.
+    if pool.subnet.version == 4:
+        return ipaddress.IPv4Address(value)
+    return ipaddress.IPv6Address(value)
+
+
+def _address_label(address: IPAddress) -> str:
+    if address.version == 4:
+        return str(address).replace(".", "-")
+    return address.exploded.replace(":", "-")
+
+
+def reservation_name(network: str, address: IPAddress) -> str:
+    """The reservation object's name: `<network>.<address with dashes>`, e.g.
+    `storage.10-1-0-5` or `v6net.fd00-0000-...-0005`. Unique per (network, address): the address
+    part has no dots, so the last label decodes unambiguously. Over-long network names are cut and
+    made unique again with a hash."""
+    label = _address_label(address)
+    name = f"{network}.{label}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(network.encode()).hexdigest()[:10]
+    keep = MAX_NAME - len(label) - len(digest) - 2
+    return f"{network[:keep].rstrip('.-')}-{digest}.{label}"
+
+
+def parse_address(text: str) -> IPAddress:
+    return ipaddress.ip_address(text)

@@ -1,0 +1,260 @@
+"""Adapter: pool IPAM with the apiserver as arbiter (IPReservation objects, group multinet.dev).
+
+One small cluster-scoped object per reserved address, named from (network, address) by
+`multinet.ipam.reservation_name`. Creating it is the atomic step: AlreadyExists means another
+claim (on any node) holds the address and we try the next candidate. The object records the
+network, the address, the claim (namespace/name/uid), request, device, pod and node, so a retried
+prepare recognises its own reservation and the garbage collector knows whom to ask.
+
+Safe to run twice: a reservation already held by the same claim, request and device is reused;
+release deletes only objects held by the given claim (a UID precondition guards the delete).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from multinet import DRIVER_NAME, ipam
+from multinet.api.fields import IPAddress
+from multinet.errors import AllocationError
+from multinet.plans import ClaimRef
+
+log = logging.getLogger(__name__)
+
+GROUP = "multinet.dev"
+VERSION = "v1alpha1"
+PLURAL = "ipreservations"
+KIND = "IPReservation"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who an address is for."""
+
+    claim: ClaimRef
+    request: str
+    device: str
+    node: str
+    pod_name: str | None = None
+    pod_uid: str | None = None
+
+    def owns(self, spec: Mapping[str, Any]) -> bool:
+        claim = spec.get("claim") or {}
+        return (
+            claim.get("uid") == self.claim.uid
+            and spec.get("request") == self.request
+            and spec.get("device") == self.device
+        )
+
+    @property
+    def where(self) -> str:
+        return f"claim {self.claim} request {self.request}"
+
+
+def _holder_text(spec: Mapping[str, Any]) -> str:
+    claim = spec.get("claim") or {}
+    return f"claim {claim.get('namespace')}/{claim.get('name')} on node {spec.get('node')}"
+
+
+class Reservations:
+    """Reserve and release addresses for one node's agent."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._objects = client.CustomObjectsApi(api)
+
+    def _body(self, network: str, address: IPAddress, holder: Holder) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "network": network,
+            "address": str(address),
+            "claim": {
+                "namespace": holder.claim.namespace,
+                "name": holder.claim.name,
+                "uid": holder.claim.uid,
+            },
+            "request": holder.request,
+            "device": holder.device,
+            "node": holder.node,
+        }
+        if holder.pod_uid:
+            spec["pod"] = {"name": holder.pod_name or "", "uid": holder.pod_uid}
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": ipam.reservation_name(network, address)},
+            "spec": spec,
+        }
+
+    async def _try(self, network: str, address: IPAddress, holder: Holder) -> dict[str, Any] | None:
+        """Create the reservation. None when we hold it (now or from an earlier attempt); the
+        holder's spec when someone else does."""
+        body = self._body(network, address, holder)
+        try:
+            await self._objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+            return None
+        except ApiException as exc:
+            if exc.status != 409:
+                raise AllocationError(
+                    f"{holder.where}: network {network}: cannot reserve {address}: {_reason(exc)}"
+                ) from exc
+        existing = await self._get(body["metadata"]["name"])
+        if existing is None:  # released between our create and get: try once more
+            return await self._try(network, address, holder)
+        spec: dict[str, Any] = existing.get("spec") or {}
+        return None if holder.owns(spec) else spec
+
+    async def _get(self, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
+                GROUP, VERSION, PLURAL, name
+            )
+            return obj
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise AllocationError(f"cannot read IP reservation {name}: {_reason(exc)}") from exc
+
+    async def list_network(self, network: str) -> list[dict[str, Any]]:
+        try:
+            result = await self._objects.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, field_selector=f"spec.network={network}"
+            )
+        except ApiException as exc:
+            raise AllocationError(
+                f"cannot list IP reservations of network {network}: {_reason(exc)}"
+            ) from exc
+        items: list[dict[str, Any]] = result.get("items") or []
+        return items
+
+    async def reserve_from_pool(self, network: str, pool: ipam.Pool, holder: Holder) -> IPAddress:
+        """A free address of the pool, now reserved for `holder`; AllocationError when none is
+        left. Known-taken addresses (one list call) are skipped without a create attempt."""
+        taken: set[str] = set()
+        for item in await self.list_network(network):
+            spec = item.get("spec") or {}
+            if holder.owns(spec):
+                address = ipam.parse_address(spec["address"])
+                if pool.usable(address):
+                    return address
+            taken.add(str(spec.get("address")))
+        key = f"{holder.claim.uid}/{holder.request}/{holder.device}"
+        for address in ipam.candidates(pool, key):
+            if str(address) in taken:
+                continue
+            if await self._try(network, address, holder) is None:
+                log.info(
+                    "reserved address",
+                    extra={"claim": str(holder.claim), "network": network, "address": str(address)},
+                )
+                return address
+        raise AllocationError(
+            f"{holder.where}: network {network}: no free address in {pool.subnet}"
+        )
+
+    async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None:
+        """Reserve an address the claim config asks for; AllocationError when another holds it."""
+        other = await self._try(network, address, holder)
+        if other is not None:
+            raise AllocationError(
+                f"{holder.where}: network {network}: static address {address} is already "
+                f"reserved by {_holder_text(other)}"
+            )
+
+    async def release(self, network: str, addresses: Iterable[str], claim_uid: str) -> None:
+        """Delete our reservations of these addresses; missing ones and others' are left alone."""
+        for text in addresses:
+            name = ipam.reservation_name(network, ipam.parse_address(text))
+            obj = await self._get(name)
+            if obj is None:
+                continue
+            spec = obj.get("spec") or {}
+            if (spec.get("claim") or {}).get("uid") != claim_uid:
+                log.warning(
+                    "reservation now held by another claim, not releasing it",
+                    extra={"reservation": name, "claim_uid": claim_uid},
+                )
+                continue
+            await _delete(self._objects, name, obj["metadata"]["uid"])
+
+
+async def _delete(objects: client.CustomObjectsApi, name: str, uid: str) -> bool:
+    """Delete exactly this incarnation of the object (UID precondition). False if already gone."""
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+    try:
+        await objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name, body=options)
+        return True
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise AllocationError(f"cannot delete IP reservation {name}: {_reason(exc)}") from exc
+
+
+def _reason(exc: ApiException) -> str:
+    return f"{exc.status} {exc.reason}".strip()
+
+
+def _still_held(claim: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> bool:
+    """Does the claim still hold this reservation's device on its node?"""
+    if claim is None:
+        return False
+    if (claim.get("metadata") or {}).get("uid") != (spec.get("claim") or {}).get("uid"):
+        return False
+    allocation = (claim.get("status") or {}).get("allocation")
+    if not allocation:
+        return False
+    if not spec.get("device"):
+        return True
+    return any(
+        r.get("driver") == DRIVER_NAME
+        and r.get("pool") == spec.get("node")
+        and r.get("device") == spec.get("device")
+        for r in (allocation.get("devices") or {}).get("results") or ()
+    )
+
+
+async def collect_orphaned_reservations(api: client.ApiClient) -> list[str]:
+    """Delete reservations whose claim is gone (or was recreated, or no longer holds the device
+    on that node): what a node that died before unpreparing leaves behind. Returns the names
+    deleted. Safe to run at any time and from several places: deletes carry a UID precondition."""
+    objects = client.CustomObjectsApi(api)
+    resource = client.ResourceV1Api(api)
+    try:
+        listing = await objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    except ApiException as exc:
+        raise AllocationError(f"cannot list IP reservations: {_reason(exc)}") from exc
+    claims: dict[tuple[str, str], dict[str, Any] | None] = {}
+    deleted: list[str] = []
+    for item in listing.get("items") or ():
+        spec = item.get("spec") or {}
+        ref = spec.get("claim") or {}
+        key = (str(ref.get("namespace")), str(ref.get("name")))
+        if key not in claims:
+            claims[key] = await _read_claim(resource, api, *key)
+        if _still_held(claims[key], spec):
+            continue
+        name = item["metadata"]["name"]
+        if await _delete(objects, name, item["metadata"]["uid"]):
+            log.info(
+                "deleted orphaned IP reservation",
+                extra={"reservation": name, "claim": "/".join(key), "node": spec.get("node")},
+            )
+            deleted.append(name)
+    return deleted
+
+
+async def _read_claim(
+    resource: client.ResourceV1Api, api: client.ApiClient, namespace: str, name: str
+) -> dict[str, Any] | None:
+    try:
+        claim = await resource.read_namespaced_resource_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise AllocationError(f"cannot read claim {namespace}/{name}: {_reason(exc)}") from exc
+    doc: dict[str, Any] = api.sanitize_for_serialization(claim)
+    return doc
