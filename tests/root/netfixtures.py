@@ -1,0 +1,135 @@
+"""Throwaway network namespaces and veth "NICs" for the netlink tests, observed with `ip -j`.
+
+Every name carries 6 random hex characters (the host namespace is shared with other test runs)
+and everything created is deleted again, also when a test fails. Observation goes through the
+`ip` tool, not through our own netlink code, so the tests see what a user would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def sh(cmd: str) -> str:
+    done = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{cmd}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def ip_json(args: str, netns: str | None = None) -> Any:
+    prefix = f"ip -n {netns} -j" if netns else "ip -j"
+    out = sh(f"{prefix} {args}")
+    return json.loads(out) if out.strip() else []
+
+
+def uid() -> str:
+    return secrets.token_hex(3)
+
+
+_next_subnet = secrets.randbelow(64 * 256)
+
+
+def host_subnet() -> tuple[str, str]:
+    """A fresh /24 prefix ("100.x.y") for a test NIC and a /24 destination prefix ("198.18.y" or
+    "198.19.y") for its routes: the shared carrier-grade and benchmark ranges, never the host's
+    own network, distinct for each NIC of this run (starting at a random point per run)."""
+    global _next_subnet
+    n = _next_subnet % (64 * 256)
+    _next_subnet += 1
+    return f"100.{64 + n // 256}.{n % 256}", f"198.{18 + (n // 256) % 2}.{n % 256}"
+
+
+def link_view(ifname: str, netns: str | None = None) -> dict[str, Any]:
+    """What `ip addr` and `ip route` show for one link, minus what the kernel regenerates
+    (IPv6 link-local addresses, routes it made for addresses) and counters/indexes."""
+    (link,) = ip_json(f"addr show dev {ifname}", netns)
+    routes = ip_json(f"route show dev {ifname} table main", netns)
+    return {
+        "name": link["ifname"],
+        "mtu": link["mtu"],
+        "mac": link["address"],
+        "up": "UP" in link["flags"],
+        "addresses": [
+            (a["local"], a["prefixlen"], a.get("broadcast"), a.get("secondary", False))
+            for a in link.get("addr_info", [])
+            if a.get("scope") != "link"
+        ],
+        "routes": sorted(
+            (r["dst"], r.get("gateway"), r.get("metric"), r.get("protocol"))
+            for r in routes
+            if r.get("protocol") != "kernel"
+        ),
+    }
+
+
+def has_link(ifname: str, netns: str | None = None) -> bool:
+    prefix = f"ip -n {netns}" if netns else "ip"
+    return (
+        subprocess.run(
+            f"{prefix} link show dev {ifname}", shell=True, capture_output=True
+        ).returncode
+        == 0
+    )
+
+
+@dataclass
+class Lab:
+    """Creates namespaces and veth pairs and removes all of them at the end."""
+
+    netns: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+    def new_netns(self) -> str:
+        name = f"mnt{uid()}"
+        sh(f"ip netns add {name}")
+        self.netns.append(name)
+        return name
+
+    def netns_path(self, name: str) -> str:
+        return f"/var/run/netns/{name}"
+
+    def new_nic(self, *, addresses: tuple[str, ...] = (), routes: tuple[str, ...] = ()) -> str:
+        """A veth pair standing in for a NIC: returns the end that plays the NIC, up, with
+        `addresses` (added with `brd +` like DHCP clients do) and `routes` (`ip route` syntax)."""
+        tag = uid()
+        nic, peer = f"mnn{tag}", f"mnp{tag}"
+        sh(f"ip link add {nic} type veth peer name {peer}")
+        self.links += [nic, peer]
+        sh(f"ip link set {peer} up && ip link set {nic} up")
+        for cidr in addresses:
+            sh(f"ip addr add {cidr} brd + dev {nic}")
+        for route in routes:
+            sh(f"ip route add {route} dev {nic}")
+        return nic
+
+    def cleanup(self) -> None:
+        for ns in self.netns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for link in self.links:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+@contextmanager
+def lab() -> Iterator[Lab]:
+    it = Lab()
+    try:
+        yield it
+    finally:
+        it.cleanup()
+
+
+def fake_netns_death_physical(netns: str, pod_ifname: str) -> None:
+    """FAKE of a fault veth cannot produce: when a namespace holding a *physical* NIC dies, the
+    kernel moves the NIC back to the host namespace, down, under its pod-side name. A veth would
+    be deleted instead, so we do the kernel's part by hand and then delete the namespace."""
+    sh(f"ip -n {netns} link set dev {pod_ifname} down")
+    sh(f"ip -n {netns} link set dev {pod_ifname} netns {os.getpid()}")
+    sh(f"ip netns del {netns}")

@@ -1,0 +1,310 @@
+"""Attach plans executed with real netlink in real network namespaces, veth pairs as "NICs".
+
+Cases:
+- host-device attach: rename, MTU, MAC, two addresses and a route show up inside the pod exactly
+- detach gives the host back name, MTU, MAC, addresses (order, broadcast), routes, state: 50 cycles
+- macvlan: two children of one parent in two pods, distinct addresses, they reach each other;
+  detach deletes them and the parent is untouched
+- failures we can really cause (unreachable gateway, duplicate address, name taken in the pod,
+  MTU above the parent's, missing netns) raise AttachError naming claim and device, leave no trace
+- detach is idempotent; a dead namespace with a veth is reported as gone; a physical NIC that fell
+  back to the host (fake, see the helper) is found and restored
+- 10 attaches in parallel through the async mover all succeed, and detach restores all of them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+from netfixtures import (
+    Lab,
+    fake_netns_death_physical,
+    has_link,
+    host_subnet,
+    lab,
+    link_view,
+    sh,
+    uid,
+)
+
+from multinet.errors import AttachError, RestoreError
+from multinet.netlink import executor, netns, restore
+from multinet.netlink.attach import attach
+from multinet.plans import AttachPlan, ClaimRef, HostState, Route
+
+pytestmark = pytest.mark.root
+
+
+def plan_for(
+    nic: str,
+    *,
+    mode: str = "host-device",
+    pod_ifname: str = "net1",
+    addresses: tuple[str, ...] = ("10.77.0.2/24", "10.77.0.3/24"),
+    routes: tuple[Route, ...] = (Route(destination="10.78.0.0/16", gateway="10.77.0.1"),),
+    mtu: int | None = 1400,
+    mac: str | None = "02:aa:bb:cc:dd:01",
+    host: HostState | None = None,
+) -> AttachPlan:
+    return AttachPlan(
+        claim=ClaimRef(namespace="team-a", name=f"claim-{nic}", uid=f"uid-{nic}"),
+        request="nic",
+        pool="node-1",
+        device=f"dev-{nic}",
+        network="fast",
+        mode=mode,  # type: ignore[arg-type]
+        host_ifname=nic,
+        pod_ifname=pod_ifname,
+        addresses=addresses,
+        mtu=mtu,
+        mac=mac,
+        routes=routes,
+        host=host,
+    )
+
+
+def host_state(nic: str) -> HostState:
+    rt, _ = netns.host()
+    link = rt.get_link(name=nic)
+    assert link is not None
+    return restore.read_host_state(rt, link)
+
+
+@pytest.fixture
+def net() -> Lab:  # type: ignore[misc]
+    with lab() as it:
+        yield it
+
+
+def a_nic(net: Lab) -> str:
+    """A NIC with two addresses (primary, secondary) and two routes, one with a metric."""
+    net24, dst24 = host_subnet()
+    return net.new_nic(
+        addresses=(f"{net24}.10/24", f"{net24}.11/24"),
+        routes=(f"{dst24}.0/25 via {net24}.1", f"{dst24}.128/25 via {net24}.1 metric 50"),
+    )
+
+
+def test_host_device_attach_configures_the_interface_inside_the_pod(net: Lab) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    result = attach(plan_for(nic, host=host_state(nic)), net.netns_path(ns))
+
+    inside = link_view("net1", ns)
+    assert inside["mtu"] == 1400
+    assert inside["mac"] == "02:aa:bb:cc:dd:01"
+    assert inside["up"]
+    assert inside["addresses"] == [("10.77.0.2", 24, None, False), ("10.77.0.3", 24, None, True)]
+    assert inside["routes"] == [
+        ("10.78.0.0/16", "10.77.0.1", None, None)
+    ]  # proto boot: `ip` omits it
+    assert not has_link(nic)
+    assert (result.ifname, result.mac, result.addresses) == (
+        "net1",
+        "02:aa:bb:cc:dd:01",
+        ("10.77.0.2/24", "10.77.0.3/24"),
+    )
+    assert result.host is not None and result.host.ifname == nic
+
+
+def test_detach_restores_the_host_exactly_50_times(net: Lab) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    before = link_view(nic)
+    plan = plan_for(nic, host=host_state(nic))
+    for cycle in range(50):
+        result = attach(plan, net.netns_path(ns))
+        assert link_view("net1", ns)["mac"] == "02:aa:bb:cc:dd:01"
+        restore.detach(plan, net.netns_path(ns), host=result.host)
+        assert link_view(nic) == before, f"cycle {cycle}"
+        assert not has_link("net1", ns)
+
+
+def test_detach_restores_a_down_interface_as_down(net: Lab) -> None:
+    nic = net.new_nic(addresses=(f"{host_subnet()[0]}.20/24",))
+    sh(f"ip link set {nic} down")
+    ns = net.new_netns()
+    before = link_view(nic)
+    plan = plan_for(nic, host=host_state(nic))
+    result = attach(plan, net.netns_path(ns))
+    assert link_view("net1", ns)["up"]
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before
+    assert not before["up"]
+
+
+def test_detach_is_idempotent(net: Lab) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    before = link_view(nic)
+    plan = plan_for(nic, host=host_state(nic))
+    result = attach(plan, net.netns_path(ns))
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before
+
+
+def test_detach_when_already_home_repairs_the_state(net: Lab) -> None:
+    """An agent that died half-way through a restore finds the NIC home but bare."""
+    nic = a_nic(net)
+    ns = net.new_netns()
+    before = link_view(nic)
+    plan = plan_for(nic, host=host_state(nic))
+    result = attach(plan, net.netns_path(ns))
+    sh(f"ip -n {ns} link set dev net1 netns {os.getpid()}")
+    sh(f"ip link set dev net1 name {nic}")
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before
+
+
+def test_macvlan_children_in_two_pods(net: Lab) -> None:
+    parent = net.new_nic()
+    parent_before = link_view(parent)
+    ns1, ns2 = net.new_netns(), net.new_netns()
+    p1 = plan_for(parent, mode="macvlan", addresses=("10.80.0.11/24",), routes=(), mac=None)
+    p2 = plan_for(
+        parent, mode="macvlan", addresses=("10.80.0.12/24",), routes=(), mac="02:aa:bb:cc:dd:02"
+    )
+    r1 = attach(p1, net.netns_path(ns1))
+    r2 = attach(p2, net.netns_path(ns2))
+
+    v1, v2 = link_view("net1", ns1), link_view("net1", ns2)
+    assert v1["addresses"] == [("10.80.0.11", 24, None, False)]
+    assert v2["addresses"] == [("10.80.0.12", 24, None, False)]
+    assert v2["mac"] == "02:aa:bb:cc:dd:02" == r2.mac
+    assert v1["mac"] == r1.mac != r2.mac
+    assert v1["mtu"] == 1400
+    sh(f"ip netns exec {ns1} busybox ping -c 1 -W 2 10.80.0.12")
+    assert link_view(parent) == parent_before
+
+    restore.detach(p1, net.netns_path(ns1))
+    restore.detach(p2, net.netns_path(ns2))
+    restore.detach(p2, net.netns_path(ns2))  # idempotent
+    assert not has_link("net1", ns1) and not has_link("net1", ns2)
+    assert link_view(parent) == parent_before
+
+
+@pytest.mark.parametrize(
+    ("case", "cause"),
+    [
+        ("unreachable gateway", "add route 10.78.0.0/16 via 10.99.0.1"),
+        ("duplicate address", "add address 10.77.0.2/24"),
+        ("name taken in the pod", "move"),
+    ],
+)
+def test_failed_host_device_attach_leaves_the_nic_on_the_host(
+    net: Lab, case: str, cause: str
+) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    before = link_view(nic)
+    plan = plan_for(nic, host=host_state(nic))
+    if case == "unreachable gateway":
+        plan = plan.model_copy(
+            update={"routes": (Route(destination="10.78.0.0/16", gateway="10.99.0.1"),)}
+        )
+    elif case == "duplicate address":
+        plan = plan.model_copy(update={"addresses": ("10.77.0.2/24", "10.77.0.2/24")})
+    else:
+        sh(f"ip -n {ns} link add net1 type veth peer name other")
+    stranger = link_view("net1", ns) if case == "name taken in the pod" else None
+
+    with pytest.raises(AttachError) as err:
+        attach(plan, net.netns_path(ns))
+
+    message = str(err.value)
+    assert f"claim team-a/claim-{nic}" in message and f"device dev-{nic}" in message
+    assert cause in message
+    assert link_view(nic) == before
+    if stranger is None:
+        assert not has_link("net1", ns)
+    else:
+        assert link_view("net1", ns) == stranger
+
+
+@pytest.mark.parametrize("case", ["unreachable gateway", "mtu above the parent's"])
+def test_failed_macvlan_attach_leaves_no_child(net: Lab, case: str) -> None:
+    parent = net.new_nic()
+    ns = net.new_netns()
+    if case == "unreachable gateway":
+        plan = plan_for(
+            parent, mode="macvlan", routes=(Route(destination="0.0.0.0/0", gateway="10.99.0.1"),)
+        )
+    else:
+        plan = plan_for(parent, mode="macvlan", mtu=9000)
+    with pytest.raises(AttachError, match=f"claim team-a/claim-{parent} device dev-{parent}"):
+        attach(plan, net.netns_path(ns))
+    assert not has_link("net1", ns)
+
+
+def test_attach_into_a_missing_netns_is_an_attach_error(net: Lab) -> None:
+    nic = a_nic(net)
+    before = link_view(nic)
+    with pytest.raises(AttachError, match="does not exist"):
+        attach(plan_for(nic), f"/var/run/netns/mnt-missing-{uid()}")
+    assert link_view(nic) == before
+
+
+def test_dead_netns_with_a_veth_is_reported_gone(net: Lab) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    plan = plan_for(nic)
+    result = attach(plan, net.netns_path(ns))
+    sh(f"ip netns del {ns}")
+
+    assert restore.recover_from_dead_netns(plan, host=result.host) is restore.Recovery.DEVICE_GONE
+    with pytest.raises(RestoreError, match="deleted together with the pod's network namespace"):
+        restore.detach(plan, net.netns_path(ns), host=result.host)
+
+
+def test_dead_netns_macvlan_needs_nothing(net: Lab) -> None:
+    parent = net.new_nic()
+    plan = plan_for(parent, mode="macvlan")
+    outcome = restore.recover_from_dead_netns(plan)
+    assert outcome is restore.Recovery.NOTHING_TO_RESTORE
+
+
+def test_physical_nic_back_from_a_dead_netns_is_restored(net: Lab) -> None:
+    """Uses `fake_netns_death_physical`: veth pairs die with their namespace, physical NICs fall
+    back to the host under their pod-side name; only the latter is what we must handle here."""
+    nic = a_nic(net)
+    ns = net.new_netns()
+    before = link_view(nic)
+    pod_name = f"mnq{uid()}"  # it lands in the shared host namespace: keep it unique
+    plan = plan_for(nic, pod_ifname=pod_name)
+    result = attach(plan, net.netns_path(ns))
+    fake_netns_death_physical(ns, pod_name)
+    assert has_link(pod_name)
+
+    assert restore.recover_from_dead_netns(plan, host=result.host) is restore.Recovery.RESTORED
+    assert link_view(nic) == before
+    assert not has_link(pod_name)
+
+
+async def test_ten_parallel_attaches_through_the_async_mover(net: Lab) -> None:
+    nics = [a_nic(net) for _ in range(10)]
+    spaces = [net.new_netns() for _ in range(10)]
+    before = {nic: link_view(nic) for nic in nics}
+    plans = [plan_for(nic) for nic in nics]
+    mover = executor.NetlinkMover()
+    try:
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(mover.attach(p, net.netns_path(ns)) for p, ns in zip(plans, spaces, strict=True))
+        )
+        elapsed = time.perf_counter() - started
+        for ns in spaces:
+            assert link_view("net1", ns)["addresses"][0][:2] == ("10.77.0.2", 24)
+        assert elapsed < 2.0, "ten attaches must fit in one NRI deadline"
+        await asyncio.gather(
+            *(
+                mover.detach(p, net.netns_path(ns), r.host)
+                for p, ns, r in zip(plans, spaces, results, strict=True)
+            )
+        )
+    finally:
+        mover.close()
+    assert {nic: link_view(nic) for nic in nics} == before
