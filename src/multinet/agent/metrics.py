@@ -1,0 +1,28 @@
+"""The node agent's Prometheus metrics: metric objects only, one place, served on /metrics.
+
+Names are ``multinet_agent_<what>[_unit]``. Modules import this module whole and use the objects
+qualified (``metrics.PUBLISHED_DEVICES.set(n)``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+# -- inventory and ResourceSlice publishing (agent/publish.py) ---------------------------------
+PUBLISHED_DEVICES = Gauge(
+    "multinet_agent_published_devices", "Devices in this node's published ResourceSlices"
+)
+LAST_PUBLISH_TIMESTAMP = Gauge(
+    "multinet_agent_last_publish_timestamp_seconds",
+    "Unix time of the last successful publish (including 'nothing to change')",
+)
+PUBLISH_ERRORS = Counter(
+    "multinet_agent_publish_errors", "Failed attempts to publish this node's ResourceSlices"
+)
+SLICE_WRITES = Counter(
+    "multinet_agent_slice_writes", "ResourceSlice creates, updates and deletes issued"
+)
+DEVICE_CONFLICTS = Gauge(
+    "multinet_agent_device_conflicts",
+    "Devices selected by more than one Ready PodNetwork (bound to none of them)",
+)
