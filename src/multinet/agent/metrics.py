@@ -6,7 +6,7 @@ qualified (``metrics.PUBLISHED_DEVICES.set(n)``).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 # -- inventory and ResourceSlice publishing (agent/publish.py) ---------------------------------
 PUBLISHED_DEVICES = Gauge(
@@ -25,4 +25,23 @@ SLICE_WRITES = Counter(
 DEVICE_CONFLICTS = Gauge(
     "multinet_agent_device_conflicts",
     "Devices selected by more than one Ready PodNetwork (bound to none of them)",
+)
+
+# -- kubelet DRA calls (agent/prepare.py), counted per claim ------------------------------------
+PREPARES = Counter(
+    "multinet_agent_prepare_claims", "Claims handled by NodePrepareResources", ["result"]
+)
+UNPREPARES = Counter(
+    "multinet_agent_unprepare_claims", "Claims handled by NodeUnprepareResources", ["result"]
+)
+PREPARE_SECONDS = Histogram(
+    "multinet_agent_prepare_seconds", "Time to prepare one claim (API reads, IPAM, checkpoint)"
+)
+UNPREPARE_SECONDS = Histogram(
+    "multinet_agent_unprepare_seconds", "Time to unprepare one claim (IPAM release, checkpoint)"
+)
+PREPARE_ERRORS = Counter(
+    "multinet_agent_prepare_errors",
+    "Failed prepares and unprepares by kind (config, claim, allocation, checkpoint, internal)",
+    ["kind"],
 )
