@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from multinet.devices import attributes, binding, naming
+from multinet.devices import attributes, binding, naming, networks
 from multinet.devices.model import Capacity, Hardware, HostSnapshot, Link
 from multinet.devices.resolve import resolve
 
@@ -273,3 +273,71 @@ def test_unselected_devices_are_still_advertised_without_the_attribute() -> None
     assert [(d.name, d.network, ATTR in d.attributes) for d in res.devices] == [
         ("spare0", None, False)
     ]
+
+
+# --- which networks bind ------------------------------------------------------------------
+
+
+def _pnw(
+    name: str = "blue",
+    *,
+    enabled: bool = True,
+    ready: str | None = "True",
+    provider: str = "multinet.dev",
+    params: object = None,
+    deleting: bool = False,
+) -> dict:
+    meta: dict[str, object] = {"name": name, "uid": "u-" + name, "generation": 1}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    body: dict[str, object] = {
+        "metadata": meta,
+        "spec": {
+            "enabled": enabled,
+            "provider": provider,
+            "parameters": params
+            if params is not None
+            else {"interfaces": {"names": ["eth1", "data*"]}, "mode": "macvlan"},
+        },
+    }
+    if ready is not None:
+        body["status"] = {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "reason": "Checked",
+                    "message": "",
+                    "observedGeneration": 1,
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    return body
+
+
+def test_a_ready_enabled_network_of_ours_binds_with_its_names_and_mode() -> None:
+    verdict = networks.judge(_pnw())
+    assert verdict is not None and verdict.reason == ""
+    assert verdict.selector == binding.NetworkSelector(
+        name="blue", interfaces=("eth1", "data*"), mode="macvlan"
+    )
+
+
+def test_networks_that_do_not_bind_say_why() -> None:
+    cases = {
+        "disabled": _pnw(enabled=False),
+        "not Ready": _pnw(ready="False"),
+        "being deleted": _pnw(deleting=True),
+    }
+    for reason, body in cases.items():
+        verdict = networks.judge(body)
+        assert verdict is not None and verdict.selector is None and verdict.reason == reason
+    assert networks.judge(_pnw(ready=None)).reason == "not Ready"  # type: ignore[union-attr]
+    bad = networks.judge(_pnw(params={"interfaces": {"names": []}}))
+    assert bad is not None and bad.selector is None
+    assert bad.reason.startswith("invalid parameters: ") and "interfaces.names" in bad.reason
+
+
+def test_networks_of_other_providers_are_ignored() -> None:
+    assert networks.judge(_pnw(provider="other.example.com")) is None

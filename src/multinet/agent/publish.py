@@ -1,0 +1,172 @@
+"""The agent's publish loop: host interfaces + Ready PodNetworks -> this node's ResourceSlices.
+
+Inputs, both event driven: the inventory's debounced snapshots (netlink notifications) and the
+PodNetwork watcher's ``changed`` event. Each wake-up resolves the newest snapshot against the
+current networks and hands the devices to the publisher, which writes only what differs. A
+failed publish is retried with capped exponential backoff; newer input simply replaces what
+was pending, so a slow or restarting apiserver never builds a queue.
+
+Devices inside pods: a host-device NIC moved into a pod disappears from the host netns, but it
+is allocated and the pool must not flap, so devices named by ``away()`` (the agent's attachments)
+are kept in the slice with the facts last seen on the host. After an agent restart a device
+that was already away before the first snapshot is unknown until it comes back.
+
+Time budget: none of this runs under the NRI deadline; netlink decoding happens on the
+inventory's thread, API calls are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from multinet import slices
+from multinet.agent import metrics
+from multinet.devices import naming
+from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.model import Device, HostSnapshot, Link
+from multinet.devices.resolve import Resolution, resolve
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    """What the loop needs of ``netlink.inventory.Inventory``."""
+
+    @property
+    def current(self) -> HostSnapshot: ...
+
+    def changes(self) -> AsyncIterator[HostSnapshot]: ...
+
+
+class NetworkSource(Protocol):
+    """What the loop needs of ``kube.podnetworks.PodNetworkWatcher``."""
+
+    selectors: tuple[NetworkSelector, ...]
+    changed: asyncio.Event
+
+    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int: ...
+
+
+class Publisher(Protocol):
+    """What the loop needs of ``kube.slices.SlicePublisher``."""
+
+    async def publish(self, devices: Sequence[Device]) -> slices.SlicePlan: ...
+
+
+class PublishLoop:
+    def __init__(
+        self,
+        *,
+        inventory: SnapshotSource,
+        networks: NetworkSource,
+        publisher: Publisher,
+        away: Callable[[], Collection[str]] = frozenset,
+        initial_backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
+        self.inventory = inventory
+        self.networks = networks
+        self.publisher = publisher
+        self.away = away
+        self.initial_backoff_seconds = initial_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        #: Set after the first successful publish (readiness).
+        self.published = asyncio.Event()
+        self.last: Resolution | None = None
+        self.last_plan: slices.SlicePlan | None = None
+        #: Monotonic time of the last successful publish.
+        self.published_at = 0.0
+        self._wake = asyncio.Event()
+        self._seen: dict[str, Link] = {}  # device name -> link last seen on the host
+
+    def devices(self, snapshot: HostSnapshot) -> Resolution:
+        """Resolve ``snapshot`` against the current networks, keeping devices that are away."""
+        names = naming.assign_names(snapshot.links)
+        for link in snapshot.links:
+            self._seen[names[link.index]] = link
+        present = set(names.values())
+        away = [n for n in self.away() if n not in present and n in self._seen]
+        if away:
+            kept = tuple(
+                # Negative indexes cannot clash with the kernel's; topology no longer applies.
+                replace(self._seen[n], index=-(i + 1), master=None, peer=None, peer_netns=False)
+                for i, n in enumerate(sorted(away))
+            )
+            snapshot = replace(snapshot, links=snapshot.links + kept)
+        current = set(self.away()) | present
+        self._seen = {n: link for n, link in self._seen.items() if n in current}
+        return resolve(snapshot, self.networks.selectors)
+
+    async def publish_once(self) -> slices.SlicePlan:
+        resolution = self.devices(self.inventory.current)
+        self.last = resolution
+        metrics.DEVICE_CONFLICTS.set(len(resolution.conflicts))
+        if resolution.conflicts:
+            for c in resolution.conflicts:
+                log.warning(
+                    "interface %s (device %s) is selected by PodNetworks %s: bound to none",
+                    c.ifname,
+                    c.device,
+                    ", ".join(c.networks),
+                )
+        with contextlib.suppress(Exception):  # Events are a courtesy; never block publishing
+            await self.networks.report_conflicts(resolution.conflicts)
+        plan = await self.publisher.publish(resolution.devices)
+        writes = len(plan.to_delete) + len(plan.to_update) + len(plan.to_create)
+        metrics.SLICE_WRITES.inc(writes)
+        metrics.PUBLISHED_DEVICES.set(plan.device_count)
+        metrics.LAST_PUBLISH_TIMESTAMP.set(time.time())
+        self.last_plan = plan
+        self.published_at = time.monotonic()
+        self.published.set()
+        return plan
+
+    async def _follow_inventory(self) -> None:
+        async for _ in self.inventory.changes():
+            self._wake.set()
+
+    async def _follow_networks(self) -> None:
+        while True:
+            await self.networks.changed.wait()
+            self.networks.changed.clear()
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: publish at start, then after every change; retry failures with backoff."""
+        followers = [
+            asyncio.create_task(self._follow_inventory(), name="publish-inventory"),
+            asyncio.create_task(self._follow_networks(), name="publish-networks"),
+        ]
+        delay = self.initial_backoff_seconds
+        self._wake.set()
+        try:
+            while True:
+                waker = asyncio.create_task(self._wake.wait())
+                done, _ = await asyncio.wait([waker, *followers], return_when="FIRST_COMPLETED")
+                for task in followers:
+                    if task in done:  # a follower died: the inventory failed, say so loudly
+                        waker.cancel()
+                        task.result()
+                        raise RuntimeError(f"{task.get_name()} ended")
+                self._wake.clear()
+                try:
+                    await self.publish_once()
+                    delay = self.initial_backoff_seconds
+                except Exception as exc:
+                    metrics.PUBLISH_ERRORS.inc()
+                    log.warning(
+                        "publishing ResourceSlices failed, retrying in %.1fs: %s", delay, exc
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.max_backoff_seconds)
+                    self._wake.set()
+        finally:
+            for task in followers:
+                task.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)

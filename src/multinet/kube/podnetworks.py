@@ -1,0 +1,187 @@
+"""Adapter: the node agent's view of PodNetworks (list + watch), and conflict Events on them.
+
+``PodNetworkWatcher.run()`` keeps ``selectors`` (the Ready networks of provider multinet.dev, as
+``NetworkSelector``s) current and sets ``changed`` whenever that set changes, so a disabled,
+not-Ready or deleted network loses its devices at the next publish, within the debounce delay.
+The watch restarts from a fresh list on 410 Gone, on any error (with backoff, e.g. while the
+apiserver restarts) and when the server ends it; a re-list that yields the same selectors wakes
+nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from multinet.api import names
+from multinet.devices import networks
+from multinet.devices.binding import Conflict, NetworkSelector
+
+log = logging.getLogger(__name__)
+
+EVENT_NAMESPACE = "default"  # events of cluster-scoped objects live here
+CONFLICT_REASON = "DeviceConflict"
+
+
+class PodNetworkWatcher:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        node_name: str,
+        watch_timeout_seconds: int = 300,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
+        self._custom: Any = client.CustomObjectsApi(api)
+        self._core: Any = client.CoreV1Api(api)
+        self.node_name = node_name
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._bodies: dict[str, Mapping[str, Any]] = {}
+        self.selectors: tuple[NetworkSelector, ...] = ()
+        self.changed = asyncio.Event()
+        self.synced = asyncio.Event()  # set after the first successful list
+        self._reported: set[Conflict] = set()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _recompute(self) -> None:
+        verdicts = [networks.judge(b) for b in self._bodies.values()]
+        selectors = tuple(
+            sorted((v.selector for v in verdicts if v and v.selector), key=lambda s: s.name)
+        )
+        if selectors != self.selectors:
+            usable = {s.name for s in selectors}
+            unusable = {v.name: v.reason for v in verdicts if v and v.name not in usable}
+            log.info(
+                "networks binding devices: %s; not binding: %s",
+                sorted(usable) or "none",
+                unusable or "none",
+            )
+            self.selectors = selectors
+            self.changed.set()
+
+    def uids(self) -> dict[str, str]:
+        return {n: str((b.get("metadata") or {}).get("uid") or "") for n, b in self._bodies.items()}
+
+    # -- list + watch --------------------------------------------------------------------
+
+    async def _list(self) -> str:
+        doc = await self._custom.list_cluster_custom_object(
+            names.GROUP, names.VERSION, names.PLURAL
+        )
+        self._bodies = {i["metadata"]["name"]: i for i in doc.get("items") or []}
+        self._recompute()
+        self.synced.set()
+        return str(doc.get("metadata", {}).get("resourceVersion") or "")
+
+    async def _watch(self, resource_version: str) -> None:
+        async with watch.Watch() as w:
+            stream = w.stream(
+                self._custom.list_cluster_custom_object,
+                names.GROUP,
+                names.VERSION,
+                names.PLURAL,
+                resource_version=resource_version,
+                timeout_seconds=self.watch_timeout_seconds,
+                allow_watch_bookmarks=True,
+            )
+            async for event in stream:
+                kind = event.get("type")
+                obj = event.get("raw_object") or event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code") if isinstance(obj, dict) else None
+                    raise ApiException(status=code or 500, reason=str(obj))
+                if kind == "BOOKMARK" or not isinstance(obj, dict):
+                    continue
+                name = obj.get("metadata", {}).get("name")
+                if not name:
+                    continue
+                if kind == "DELETED":
+                    self._bodies.pop(name, None)
+                else:
+                    self._bodies[name] = obj
+                self._recompute()
+
+    async def run(self) -> None:
+        """Forever: list, watch, and start over after errors (with capped backoff)."""
+        delay = 0.5
+        while True:
+            try:
+                rv = await self._list()
+                delay = 0.5
+                await self._watch(rv)
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning(
+                        "PodNetwork watch failed (HTTP %s); re-listing in %.1fs", exc.status, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.max_backoff_seconds)
+            except Exception as exc:  # connection refused while the apiserver restarts, ...
+                log.warning("PodNetwork watch failed (%s); re-listing in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_seconds)
+
+    # -- conflict events -----------------------------------------------------------------
+
+    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+        """A Warning Event on every network of each *new* conflict; returns Events created.
+
+        A conflict that persists is reported once per agent run; one that goes away and comes
+        back is reported again.
+        """
+        current = set(conflicts)
+        created = 0
+        uids = self.uids()
+        for conflict in sorted(current - self._reported, key=lambda c: c.device):
+            for network in conflict.networks:
+                try:
+                    await self._core.create_namespaced_event(
+                        EVENT_NAMESPACE, self._event(conflict, network, uids.get(network, ""))
+                    )
+                    created += 1
+                except ApiException as exc:  # an Event is a courtesy: log, never fail publishing
+                    log.warning(
+                        "cannot record conflict Event on PodNetwork %s: HTTP %s",
+                        network,
+                        exc.status,
+                    )
+        self._reported = current
+        return created
+
+    def _event(self, conflict: Conflict, network: str, uid: str) -> dict[str, Any]:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        others = ", ".join(n for n in conflict.networks if n != network)
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{network}.", "namespace": EVENT_NAMESPACE},
+            "involvedObject": {
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "name": network,
+                "uid": uid,
+            },
+            "reason": CONFLICT_REASON,
+            "type": "Warning",
+            "message": (
+                f"interface {conflict.ifname} (device {conflict.device}) on node {self.node_name} "
+                f"is selected by PodNetworks {', '.join(conflict.networks)}; it is bound to none "
+                f"of them until only one selects it (also selected by: {others})"
+            ),
+            "source": {"component": f"{names.DRIVER}/node-agent", "host": self.node_name},
+            "reportingComponent": f"{names.DRIVER}/node-agent",
+            "reportingInstance": self.node_name,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
