@@ -1,0 +1,340 @@
+"""NodePrepareResources / NodeUnprepareResources: turn an allocated claim into attach plans.
+
+Time budget: the kubelet waits up to 45 s per call, so all slow work lives here: API reads, config
+validation, IPAM reservations through the apiserver, reading the host interface. The NRI hook that
+runs later only executes the plans. Plans are checkpointed before the kubelet gets its answer.
+
+Safe to run twice: preparing a claim that is already in the checkpoint returns the same devices
+(pod list refreshed); IPAM reuses reservations the same claim already holds; unpreparing an
+unknown claim succeeds. Unprepare needs no API read (the claim may be gone): everything it
+releases is in the checkpoint. Every failure names the claim, the request and the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multinet import ipam
+from multinet.agent import allocation, metrics
+from multinet.api.claimconfig import EffectiveConfig, effective_config
+from multinet.api.fields import IPAddress
+from multinet.api.parameters import NetworkParameters
+from multinet.checkpoint import Checkpoint
+from multinet.errors import (
+    AllocationError,
+    CheckpointError,
+    ClaimError,
+    ConfigError,
+    MultinetError,
+)
+from multinet.kube.ipam import Holder
+from multinet.kubelet.dra import PreparedDevice
+from multinet.plans import AttachPlan, ClaimRef, HostState, PreparedClaim, Route
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """What this node published for a device name."""
+
+    ifname: str  # the host interface (host-device: the one that moves; macvlan: the parent)
+    network: str | None  # the PodNetwork it is bound to, None when unbound
+
+
+class DeviceDirectory(Protocol):
+    """The agent's own published inventory: device name -> host interface and network."""
+
+    def lookup(self, device: str) -> DirectoryEntry | None: ...
+
+
+class ClaimLookups(Protocol):
+    """Satisfied by multinet.kube.lookups.ApiLookups."""
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def get_network_parameters(self, network: str) -> NetworkParameters: ...
+
+
+class Reserver(Protocol):
+    """Satisfied by multinet.kube.ipam.Reservations."""
+
+    async def reserve_from_pool(
+        self, network: str, pool: ipam.Pool, holder: Holder
+    ) -> IPAddress: ...
+
+    async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None: ...
+
+    async def release(self, network: str, addresses: Iterable[str], claim_uid: str) -> None: ...
+
+
+HostReader = Callable[[str], Awaitable[HostState]]
+
+
+def _kind(exc: BaseException) -> str:
+    for cls, name in (
+        (ConfigError, "config"),
+        (ClaimError, "claim"),
+        (AllocationError, "allocation"),
+        (CheckpointError, "checkpoint"),
+    ):
+        if isinstance(exc, cls):
+            return name
+    return "internal"
+
+
+class ClaimPreparer:
+    """The agent's `multinet.kubelet.dra.Preparer`."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        checkpoint: Checkpoint,
+        lookups: ClaimLookups,
+        devices: DeviceDirectory,
+        reservations: Reserver,
+        read_host: HostReader,
+    ) -> None:
+        self._node = node_name
+        self._checkpoint = checkpoint
+        self._lookups = lookups
+        self._devices = devices
+        self._reservations = reservations
+        self._read_host = read_host
+
+    # -- prepare ---------------------------------------------------------------------------
+
+    async def prepare(self, claim: ClaimRef) -> list[PreparedDevice]:
+        started = time.monotonic()
+        try:
+            devices = await self._prepare(claim)
+        except Exception as exc:
+            metrics.PREPARES.labels(result="error").inc()
+            metrics.PREPARE_ERRORS.labels(kind=_kind(exc)).inc()
+            raise
+        finally:
+            metrics.PREPARE_SECONDS.observe(time.monotonic() - started)
+        metrics.PREPARES.labels(result="ok").inc()
+        return devices
+
+    async def _prepare(self, claim: ClaimRef) -> list[PreparedDevice]:
+        known: PreparedClaim | None = self._checkpoint.state.claims.get(claim.uid)
+        if known is not None:
+            return await self._again(claim, known)
+        alloc = allocation.parse(await self._lookups.get_claim(claim.namespace, claim.name), claim)
+        extra = {"claim": str(claim), "claim_uid": claim.uid, "pods": [p.uid for p in alloc.pods]}
+        plans: list[AttachPlan] = []
+        try:
+            networks: dict[str, NetworkParameters] = {}
+            for result in alloc.results:
+                plans.append(await self._plan(claim, alloc, result, networks))
+            self._check_names(claim, plans)
+            prepared = PreparedClaim(
+                claim=claim, pod_uids=tuple(p.uid for p in alloc.pods), plans=tuple(plans)
+            )
+            async with self._checkpoint.update() as draft:
+                draft.claims[claim.uid] = prepared
+        except BaseException:
+            await self._release(claim, plans, best_effort=True)
+            raise
+        log.info(
+            "prepared claim",
+            extra={**extra, "devices": [f"{p.device}->{p.pod_ifname}" for p in plans]},
+        )
+        return _devices(prepared)
+
+    async def _again(self, claim: ClaimRef, known: PreparedClaim) -> list[PreparedDevice]:
+        """Already prepared (kubelet retry or agent restart): refresh the pod list if we can."""
+        try:
+            alloc = allocation.parse(
+                await self._lookups.get_claim(claim.namespace, claim.name), claim
+            )
+        except MultinetError:
+            return _devices(known)
+        pods = tuple(p.uid for p in alloc.pods)
+        if pods and pods != known.pod_uids:
+            async with self._checkpoint.update() as draft:
+                draft.claims[claim.uid] = known.model_copy(update={"pod_uids": pods})
+        return _devices(known)
+
+    async def _plan(
+        self,
+        claim: ClaimRef,
+        alloc: allocation.Allocation,
+        result: allocation.Result,
+        networks: dict[str, NetworkParameters],
+    ) -> AttachPlan:
+        where = f"claim {claim} request {result.request}"
+        if result.pool != self._node:
+            raise ClaimError(
+                f"{where}: device {result.device} is in pool {result.pool}, "
+                f"not this node's pool {self._node}"
+            )
+        entry = self._devices.lookup(result.device)
+        if entry is None:
+            raise ClaimError(
+                f"{where}: device {result.device} is not in node {self._node}'s inventory"
+            )
+        if entry.network is None:
+            raise ClaimError(
+                f"{where}: device {result.device} ({entry.ifname}) is not bound to a PodNetwork"
+            )
+        if entry.network not in networks:
+            try:
+                networks[entry.network] = await self._lookups.get_network_parameters(entry.network)
+            except ConfigError as exc:
+                raise ConfigError(exc.errors, subject=where) from exc
+            except ClaimError as exc:
+                raise ClaimError(f"{where}: {exc}") from exc
+        params = networks[entry.network]
+        eff = effective_config(
+            params,
+            alloc.class_configs,
+            alloc.claim_configs,
+            claim=str(claim),
+            request=result.request,
+        )
+        host = await self._read_host(entry.ifname) if eff.mode == "host-device" else None
+        pod = alloc.pods[0] if alloc.pods else None
+        holder = Holder(
+            claim=claim,
+            request=result.request_name,
+            device=result.device,
+            node=self._node,
+            pod_name=pod.name if pod else None,
+            pod_uid=pod.uid if pod else None,
+        )
+        addresses, reserved = await self._addresses(entry.network, eff, host, holder)
+        return AttachPlan(
+            claim=claim,
+            request=result.request_name,
+            pool=result.pool,
+            device=result.device,
+            share_id=result.share_id,
+            network=entry.network,
+            mode=eff.mode,
+            host_ifname=entry.ifname,
+            pod_ifname=eff.interface_name or entry.ifname,
+            addresses=addresses,
+            mtu=eff.mtu,
+            mac=eff.mac,
+            routes=tuple(
+                Route(
+                    destination=str(r.destination),
+                    gateway=None if r.gateway is None else str(r.gateway),
+                )
+                for r in eff.routes
+            ),
+            host=host,
+            reserved_addresses=reserved,
+        )
+
+    async def _addresses(
+        self, network: str, eff: EffectiveConfig, host: HostState | None, holder: Holder
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(addresses for the pod interface, addresses reserved through IPAM)."""
+        if eff.ipam.type != "pool":
+            if eff.addresses:
+                return tuple(str(a) for a in eff.addresses), ()
+            # IPAM none: the NIC's own addresses travel with it (a macvlan child has none).
+            return (host.addresses if host is not None else ()), ()
+        reserved: list[str] = []
+        try:
+            if eff.addresses:
+                for address in eff.addresses:
+                    await self._reservations.reserve_static(network, address.ip, holder)
+                    reserved.append(str(address.ip))
+                return tuple(str(a) for a in eff.addresses), tuple(reserved)
+            pool = ipam.pool_from(eff.ipam)
+            ip = await self._reservations.reserve_from_pool(network, pool, holder)
+            reserved.append(str(ip))
+            return (pool.prefixed(ip),), tuple(reserved)
+        except BaseException:
+            if reserved:
+                await _quietly(self._reservations.release(network, reserved, holder.claim.uid))
+            raise
+
+    @staticmethod
+    def _check_names(claim: ClaimRef, plans: list[AttachPlan]) -> None:
+        """Two devices of one claim cannot take the same name inside the pod."""
+        seen: dict[str, AttachPlan] = {}
+        for plan in plans:
+            other = seen.setdefault(plan.pod_ifname, plan)
+            if other is not plan:
+                raise ConfigError(
+                    [
+                        f"interfaceName: {plan.pod_ifname} is already taken by device "
+                        f"{other.device} of request {other.request}; give each request "
+                        "its own interfaceName"
+                    ],
+                    subject=f"claim {claim} request {plan.request}",
+                )
+
+    # -- unprepare -------------------------------------------------------------------------
+
+    async def unprepare(self, claim: ClaimRef) -> None:
+        started = time.monotonic()
+        try:
+            await self._unprepare(claim)
+        except Exception as exc:
+            metrics.UNPREPARES.labels(result="error").inc()
+            metrics.PREPARE_ERRORS.labels(kind=_kind(exc)).inc()
+            raise
+        finally:
+            metrics.UNPREPARE_SECONDS.observe(time.monotonic() - started)
+        metrics.UNPREPARES.labels(result="ok").inc()
+
+    async def _unprepare(self, claim: ClaimRef) -> None:
+        state = self._checkpoint.state
+        known: PreparedClaim | None = state.claims.get(claim.uid)
+        if known is None:
+            return  # never prepared here, or already unprepared
+        keys = {p.key for p in known.plans}
+        stuck = [a for k, a in state.attachments.items() if k in keys]
+        if stuck:
+            # Dropping the plans now would lose what the host interface must be restored to.
+            pods = ", ".join(sorted({a.pod for a in stuck}))
+            raise ClaimError(
+                f"claim {claim}: its interface is still attached in pod {pods}; "
+                "it is released once the interface is back on the host"
+            )
+        await self._release(claim, list(known.plans), best_effort=False)
+        async with self._checkpoint.update() as draft:
+            draft.claims.pop(claim.uid, None)
+        log.info("unprepared claim", extra={"claim": str(claim), "claim_uid": claim.uid})
+
+    async def _release(
+        self, claim: ClaimRef, plans: list[AttachPlan], *, best_effort: bool
+    ) -> None:
+        for plan in plans:
+            if not plan.reserved_addresses:
+                continue
+            work = self._reservations.release(plan.network, plan.reserved_addresses, claim.uid)
+            if best_effort:
+                await _quietly(work)
+            else:
+                await work
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("releasing IP reservations failed; the controller's GC will collect them")
+
+
+def _devices(prepared: PreparedClaim) -> list[PreparedDevice]:
+    return [
+        PreparedDevice(
+            request_names=(p.request,),
+            pool_name=p.pool,
+            device_name=p.device,
+            share_id=p.share_id,
+        )
+        for p in prepared.plans
+    ]

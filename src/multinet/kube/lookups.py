@@ -1,0 +1,62 @@
+"""Adapter: the reads NodePrepareResources needs, the ResourceClaim and the PodNetwork.
+
+Both come back as plain JSON documents (camelCase keys, exactly as the apiserver sent them), read
+without the client's model classes so fields newer than the client survive and nothing is
+re-validated on the way. API errors are mapped to ClaimError here, once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from multinet.api import names, parameters, podnetwork
+from multinet.api.parameters import NetworkParameters
+from multinet.errors import ClaimError
+
+
+class ApiLookups:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._resource = client.ResourceV1Api(api)
+        self._objects = client.CustomObjectsApi(api)
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ResourceClaim (resource.k8s.io/v1), None when it does not exist."""
+        try:
+            # _preload_content=False: the raw aiohttp response, not the model the stubs claim.
+            response: Any = await self._resource.read_namespaced_resource_claim(
+                name, namespace, _preload_content=False
+            )
+            try:
+                doc: dict[str, Any] = json.loads(await response.read())
+            finally:
+                response.release()
+            return doc
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClaimError(
+                f"claim {namespace}/{name}: cannot read it from the API: {exc.status} {exc.reason}"
+            ) from exc
+
+    async def get_network_parameters(self, network: str) -> NetworkParameters:
+        """The validated parameters of an enabled PodNetwork of ours; ClaimError / ConfigError."""
+        try:
+            doc: dict[str, Any] = await self._objects.get_cluster_custom_object(
+                names.GROUP, names.VERSION, names.PLURAL, network
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ClaimError(f"PodNetwork {network} does not exist") from exc
+            raise ClaimError(
+                f"PodNetwork {network}: cannot read it from the API: {exc.status} {exc.reason}"
+            ) from exc
+        spec = doc.get("spec") or {}
+        if not podnetwork.is_ours(spec.get("provider")):
+            raise ClaimError(f"PodNetwork {network}: provider {spec.get('provider')!r} is not ours")
+        if spec.get("enabled") is False:
+            raise ClaimError(f"PodNetwork {network} is disabled (spec.enabled: false)")
+        return parameters.parse(spec.get("parameters"), prefix=f"PodNetwork {network} parameters")
