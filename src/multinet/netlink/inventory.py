@@ -57,6 +57,12 @@ _ARPHRD_LOOPBACK = 772
 _RT_TABLE_MAIN, _RTN_UNICAST = 254, 1
 _CLONE_NEWNET = 0x40000000
 _RCVBUF = 8 << 20
+# ifinfomsg, then IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS: the kernel leaves out the per-link
+# counters (IFLA_STATS/STATS64, a large share of every message) that we would decode for nothing.
+_IFLA_EXT_MASK, _RTEXT_FILTER_SKIP_STATS = 29, 1 << 3
+_GETLINK_BODY = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + struct.pack(
+    "=HHI", 8, _IFLA_EXT_MASK, _RTEXT_FILTER_SKIP_STATS
+)
 
 
 class InventoryError(MultinetError):
@@ -363,7 +369,7 @@ class Inventory:
             if all(
                 self._dump(sock, marshal, kind, body)
                 for kind, body in (
-                    (_RTM_GETLINK, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)),
+                    (_RTM_GETLINK, _GETLINK_BODY),
                     (_RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)),
                     (
                         _RTM_GETROUTE,
