@@ -1,13 +1,13 @@
 """The exception tree: one type per failure a user can act on.
 
     MultinetError
-    ├── ConfigError            bad PodNetwork parameters or claim config (fix the object; retry won't help)
-    ├── ClaimError             a claim that cannot be prepared as it is (not allocated, UID changed, ...)
-    ├── AllocationError        IPAM could not hand out an address (pool exhausted, static address taken)
-    ├── AttachError            netlink work in the pod's namespace failed (the interface is back on the host)
-    ├── RestoreError           giving an interface back to the host failed (logged and counted)
-    ├── CheckpointError        the state file could not be read or written
-    └── ProtocolError          a peer (kubelet, containerd) spoke something we cannot parse
+    ├── ConfigError      invalid PodNetwork parameters or claim config (retrying won't help)
+    ├── ClaimError       a claim that cannot be prepared as it is (not allocated, UID changed, ...)
+    ├── AllocationError  IPAM could not hand out an address (pool exhausted, static address taken)
+    ├── AttachError      netlink work in the pod's netns failed (the interface is back on the host)
+    ├── RestoreError     giving an interface back to the host failed (logged and counted)
+    ├── CheckpointError  the state file could not be read or written
+    └── ProtocolError    a peer (kubelet, containerd) spoke something we cannot parse
 
 Foreign errors (ApiException, NetlinkError, grpc errors) are mapped once, at the adapter boundary.
 """

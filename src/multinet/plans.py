@@ -39,7 +39,7 @@ class Route(_Frozen):
 
 
 class HostState(_Frozen):
-    """How the host interface looked before it moved into a pod: restored exactly on the way back."""
+    """How the host NIC looked before it moved into a pod; restored exactly on the way back."""
 
     ifname: str
     ifindex: int
@@ -47,7 +47,8 @@ class HostState(_Frozen):
     mac: str
     up: bool
     addresses: tuple[str, ...] = ()  # CIDR form, in kernel order
-    routes: tuple[Route, ...] = ()  # routes through this interface in the main table, not kernel-made
+    # Routes through this interface in the main table, not the kernel-made ones.
+    routes: tuple[Route, ...] = ()
     # IPv4 broadcast per address (CIDR, broadcast) where the host had one: `ip addr` looks the same.
     broadcasts: tuple[tuple[str, str], ...] = ()
 
@@ -80,7 +81,7 @@ class AttachPlan(_Frozen):
 
 
 class PreparedClaim(_Frozen):
-    """A claim the kubelet asked us to prepare, with everything unprepare needs even if the claim is gone."""
+    """A claim the kubelet asked us to prepare: all unprepare needs, even once the claim is gone."""
 
     claim: ClaimRef
     pod_uids: tuple[str, ...] = ()  # from status.reservedFor

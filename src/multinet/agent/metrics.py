@@ -45,3 +45,17 @@ PREPARE_ERRORS = Counter(
     "Failed prepares and unprepares by kind (config, claim, allocation, checkpoint, internal)",
     ["kind"],
 )
+
+# -- NRI hooks (agent/attach.py, agent/release.py) ----------------------------------------------
+ATTACH_SECONDS = Histogram(
+    "multinet_agent_attach_seconds",
+    "Time RunPodSandbox spent attaching all interfaces of one pod (inside the NRI deadline)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
+ATTACH_ERRORS = Counter(
+    "multinet_agent_attach_errors", "Plans that failed to attach (the pod sandbox failed)"
+)
+RESTORE_ERRORS = Counter(
+    "multinet_agent_restore_errors",
+    "Interfaces that could not be returned to the host as they were (see the agent log)",
+)

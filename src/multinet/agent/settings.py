@@ -69,13 +69,15 @@ def add_agent_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-address",
         default=_env("MULTINET_METRICS_ADDRESS", "0.0.0.0"),
-        help="address of /healthz, /readyz, /metrics [env MULTINET_METRICS_ADDRESS, default 0.0.0.0]",
+        help="address of /healthz, /readyz, /metrics "
+        "[env MULTINET_METRICS_ADDRESS, default 0.0.0.0]",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=int(_env("MULTINET_METRICS_PORT", "9178")),
-        help="port of /healthz, /readyz, /metrics; 0 disables [env MULTINET_METRICS_PORT, default 9178]",
+        help="port of /healthz, /readyz, /metrics; 0 disables "
+        "[env MULTINET_METRICS_PORT, default 9178]",
     )
 
 

@@ -1,0 +1,181 @@
+"""RunPodSandbox and Synchronize: execute the checkpointed plans of a pod.
+
+Time budget: the whole hook runs inside the runtime's NRI deadline (~2 s; a late answer
+disconnects the plugin and the pod starts unconfigured). So this module only reads the
+checkpoint, runs netlink work (all plans of a pod concurrently, each off the event loop)
+and records where each interface went. No API reads, no IPAM, no validation: that all
+happened in NodePrepareResources. The claim status is written later by the reporter.
+
+Safe to run twice: a plan already attached to the same pod and netns is not attached again.
+Never half-applied: if one plan of a pod fails, the plans that succeeded are detached again,
+every interface is back on the host, and the error (naming claim and device) fails the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from multinet.agent import metrics
+from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
+from multinet.errors import AttachError
+from multinet.plans import Attachment, AttachPlan
+from multinet.status import DeviceOutcome
+
+log = logging.getLogger(__name__)
+
+
+def _describe(plan: AttachPlan) -> str:
+    return f"claim {plan.claim} request {plan.request} device {plan.device}"
+
+
+class Attacher:
+    """Moves (or creates) the interfaces a pod's claims were prepared with."""
+
+    def __init__(self, *, store: StateStore, mover: InterfaceMover, reporter: Reporter) -> None:
+        self._store = store
+        self._mover = mover
+        self._reporter = reporter
+
+    async def run_pod_sandbox(self, pod: PodInfo) -> None:
+        plans = self._store.state.plans_for_pod(pod.uid)
+        if not plans:
+            return
+        if not pod.netns:
+            names = ", ".join(_describe(p) for p in plans)
+            raise AttachError(
+                f"pod {pod.ref} uses the host network, so it cannot receive network devices "
+                f"({names}); remove hostNetwork or the resource claim"
+            )
+        todo = [p for p in plans if not self._attached_here(p, pod)]
+        if not todo:
+            return
+        started = time.perf_counter()
+        await self._attach_all(pod, todo)
+        metrics.ATTACH_SECONDS.observe(time.perf_counter() - started)
+
+    def _attached_here(self, plan: AttachPlan, pod: PodInfo) -> bool:
+        current = self._store.state.attachments.get(plan.key)
+        return (
+            current is not None
+            and current.phase == "attached"
+            and current.pod_uid == pod.uid
+            and current.netns == pod.netns
+        )
+
+    async def _attach_all(self, pod: PodInfo, plans: list[AttachPlan]) -> None:
+        assert pod.netns
+        netns = pod.netns
+        # Record intent first: a crash mid-attach leaves "attaching", which Synchronize rolls back.
+        await self._store.record(
+            Attachment(plan_key=p.key, pod_uid=pod.uid, pod=pod.ref, netns=netns, phase="attaching")
+            for p in plans
+        )
+        results = await asyncio.gather(
+            *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
+        )
+        failures = [
+            (p, r) for p, r in zip(plans, results, strict=True) if isinstance(r, BaseException)
+        ]
+        if failures:
+            await self._roll_back(
+                pod,
+                [
+                    p
+                    for p, r in zip(plans, results, strict=True)
+                    if not isinstance(r, BaseException)
+                ],
+            )
+            await self._store.forget(p.key for p in plans)
+            metrics.ATTACH_ERRORS.inc(len(failures))
+            outcomes = [
+                DeviceOutcome(plan=p, ready=False, reason="AttachFailed", message=str(err))
+                for p, err in failures
+            ]
+            self._reporter.report(pod, outcomes)
+            detail = "; ".join(f"{_describe(p)}: {err}" for p, err in failures)
+            raise AttachError(f"pod {pod.ref}: {detail}")
+        done = [r for r in results if not isinstance(r, BaseException)]
+        await self._store.record(
+            Attachment(
+                plan_key=p.key,
+                pod_uid=pod.uid,
+                pod=pod.ref,
+                netns=netns,
+                phase="attached",
+                pod_ifindex=r.ifindex,
+                host=r.host,
+            )
+            for p, r in zip(plans, done, strict=True)
+        )
+        log.info(
+            "attached %d interface(s)",
+            len(plans),
+            extra={"pod": pod.ref, "podUID": pod.uid, "devices": [p.device for p in plans]},
+        )
+        self._reporter.report(
+            pod,
+            [
+                DeviceOutcome(
+                    plan=p,
+                    ready=True,
+                    interface_name=r.ifname,
+                    mac=r.mac,
+                    ips=r.addresses,
+                    message=f"{r.ifname} configured in the pod",
+                )
+                for p, r in zip(plans, done, strict=True)
+            ],
+        )
+
+    async def _roll_back(self, pod: PodInfo, attached: list[AttachPlan]) -> None:
+        assert pod.netns
+        results = await asyncio.gather(
+            *(self._mover.detach(p, pod.netns, None) for p in attached), return_exceptions=True
+        )
+        for plan, result in zip(attached, results, strict=True):
+            if isinstance(result, BaseException):
+                metrics.RESTORE_ERRORS.inc()
+                log.error(
+                    "rolling back %s failed: %s",
+                    _describe(plan),
+                    result,
+                    extra={"pod": pod.ref, "podUID": pod.uid},
+                )
+
+    async def synchronize(self, pods: Iterable[PodInfo]) -> None:
+        """After a (re)connect: reconcile the checkpoint with the pods that really exist.
+
+        - attachments of pods that no longer exist: their netns is gone; recover what can be.
+        - attachments left "attaching" by a crash: roll back, then attach again.
+        - pods with plans but no attachment (the agent was down when they started): attach now.
+        """
+        live = {p.uid: p for p in pods}
+        state = self._store.state
+        for key, att in list(state.attachments.items()):
+            pod = live.get(att.pod_uid)
+            plan = self._store.plan(key)
+            if plan is None:
+                await self._store.forget([key])
+                continue
+            if pod is None or pod.netns != att.netns:
+                outcome = await self._mover.recover(plan, att)
+                log.warning(
+                    "pod went away while the agent was down: %s",
+                    outcome,
+                    extra={"pod": att.pod, "podUID": att.pod_uid, "device": plan.device},
+                )
+                await self._store.forget([key])
+            elif att.phase != "attached":
+                await self._mover.detach(plan, att.netns, att.host)
+                await self._store.forget([key])
+        for pod in live.values():
+            if pod.netns and self._store.state.plans_for_pod(pod.uid):
+                try:
+                    await self.run_pod_sandbox(pod)
+                except AttachError as exc:
+                    log.error(
+                        "late attach failed: %s", exc, extra={"pod": pod.ref, "podUID": pod.uid}
+                    )

@@ -1,0 +1,80 @@
+"""StopPodSandbox and RemovePodSandbox: give every interface back to the host as it was.
+
+Time budget: StopPodSandbox runs inside the NRI deadline too, but it is the last moment the
+pod's netns exists (CNI teardown follows), so it moves interfaces back right away, all of a
+pod's devices concurrently. RemovePodSandbox arrives after the netns is gone and only cleans
+up what Stop could not (the runtime only logs errors from either, so they never block pod
+shutdown: every failure is logged and counted instead of raised).
+
+Safe to run twice: an attachment is forgotten once its interface is back, so a repeated
+Stop or a Remove after a good Stop finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from multinet.agent import metrics
+from multinet.agent.ports import InterfaceMover, PodInfo, StateStore
+
+log = logging.getLogger(__name__)
+
+
+class Releaser:
+    def __init__(self, *, store: StateStore, mover: InterfaceMover) -> None:
+        self._store = store
+        self._mover = mover
+
+    def _attachments(self, pod: PodInfo) -> list[str]:
+        return [k for k, a in self._store.state.attachments.items() if a.pod_uid == pod.uid]
+
+    async def stop_pod_sandbox(self, pod: PodInfo) -> None:
+        keys = self._attachments(pod)
+        if not keys:
+            return
+        results = await asyncio.gather(*(self._detach(k) for k in keys), return_exceptions=True)
+        done = [k for k, r in zip(keys, results, strict=True) if r is True]
+        await self._store.forget(done)
+        log.info(
+            "returned %d of %d interface(s) to the host",
+            len(done),
+            len(keys),
+            extra={"pod": pod.ref, "podUID": pod.uid},
+        )
+
+    async def _detach(self, key: str) -> bool:
+        att = self._store.state.attachments[key]
+        plan = self._store.plan(key)
+        if plan is None:
+            return True
+        try:
+            await self._mover.detach(plan, att.netns, att.host)
+        except Exception as exc:  # best-effort: RemovePodSandbox retries through recover()
+            metrics.RESTORE_ERRORS.inc()
+            log.error(
+                "returning %s to the host failed: %s",
+                plan.device,
+                exc,
+                extra={"pod": att.pod, "podUID": att.pod_uid, "claim": str(plan.claim)},
+            )
+            return False
+        return True
+
+    async def remove_pod_sandbox(self, pod: PodInfo) -> None:
+        """The netns is gone: whatever is still recorded for the pod is recovered or reported."""
+        for key in self._attachments(pod):
+            att = self._store.state.attachments[key]
+            plan = self._store.plan(key)
+            if plan is not None:
+                try:
+                    outcome = await self._mover.recover(plan, att)
+                except Exception as exc:
+                    metrics.RESTORE_ERRORS.inc()
+                    outcome = f"recovery failed: {exc}"
+                log.warning(
+                    "interface was still in the pod when its sandbox was removed: %s",
+                    outcome,
+                    extra={"pod": att.pod, "podUID": att.pod_uid, "device": plan.device},
+                )
+            await self._store.forget([key])

@@ -1,0 +1,57 @@
+"""After the hook has answered: write the claim status and the pod's network-status annotation.
+
+The NRI hooks only queue outcomes (`report()` never waits); one background task drains the
+queue, groups outcomes per claim and writes them with server-side apply. A pod's later report
+for the same claim replaces the earlier one, which is what server-side apply gives us anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from multinet.agent.ports import PodInfo
+from multinet.kube.status import StatusWriter
+from multinet.plans import ClaimRef
+from multinet.status import DeviceOutcome
+
+log = logging.getLogger(__name__)
+
+
+class StatusReporter:
+    def __init__(self, writer: StatusWriter) -> None:
+        self._writer = writer
+        self._queue: asyncio.Queue[tuple[PodInfo, list[DeviceOutcome]]] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def report(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
+        if outcomes:
+            self._idle.clear()
+            self._queue.put_nowait((pod, outcomes))
+
+    async def wait_idle(self) -> None:
+        """Until every queued report was written (tests and graceful shutdown)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            pod, outcomes = await self._queue.get()
+            try:
+                await self._write(pod, outcomes)
+            except Exception:
+                log.exception("status report failed", extra={"pod": pod.ref, "podUID": pod.uid})
+            finally:
+                self._queue.task_done()
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def _write(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
+        per_claim: dict[ClaimRef, list[DeviceOutcome]] = defaultdict(list)
+        for outcome in outcomes:
+            per_claim[outcome.plan.claim].append(outcome)
+        for claim, items in per_claim.items():
+            await self._writer.write_claim(claim, items)
+        if any(o.ready for o in outcomes):
+            await self._writer.annotate_pod(pod.namespace, pod.name, outcomes)
