@@ -51,7 +51,8 @@ def link_view(ifname: str, netns: str | None = None) -> dict[str, Any]:
     """What `ip addr` and `ip route` show for one link, minus what the kernel regenerates
     (IPv6 link-local addresses, routes it made for addresses) and counters/indexes."""
     (link,) = ip_json(f"addr show dev {ifname}", netns)
-    routes = ip_json(f"route show dev {ifname} table main", netns)
+    routes = ip_json(f"-4 route show dev {ifname} table main", netns)
+    routes += ip_json(f"-6 route show dev {ifname} table main", netns)
     return {
         "name": link["ifname"],
         "mtu": link["mtu"],
@@ -105,7 +106,8 @@ class Lab:
         self.links += [nic, peer]
         sh(f"ip link set {peer} up && ip link set {nic} up")
         for cidr in addresses:
-            sh(f"ip addr add {cidr} brd + dev {nic}")
+            brd = "" if ":" in cidr else "brd +"
+            sh(f"ip addr add {cidr} {brd} dev {nic}")
         for route in routes:
             sh(f"ip route add {route} dev {nic}")
         return nic

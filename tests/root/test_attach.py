@@ -308,3 +308,26 @@ async def test_ten_parallel_attaches_through_the_async_mover(net: Lab) -> None:
     finally:
         mover.close()
     assert {nic: link_view(nic) for nic in nics} == before
+
+
+def test_ipv6_addresses_and_routes_come_back(net: Lab) -> None:
+    net24, _ = host_subnet()
+    n = net24.replace(".", ":").replace("100:", "")
+    nic = net.new_nic(
+        addresses=(f"{net24}.10/24", f"fd6d:{n}::10/64", f"fd6d:{n}::11/64"),
+        routes=(f"fd6e:{n}::/48 via fd6d:{n}::1", f"fd6f:{n}::/48 via fd6d:{n}::1 metric 7"),
+    )
+    ns = net.new_netns()
+    before = link_view(nic)
+    assert len(before["routes"]) == 2
+    plan = plan_for(
+        nic,
+        addresses=("2001:db8:5::2/64",),
+        routes=(Route(destination="2001:db8:6::/48", gateway="2001:db8:5::1"),),
+    )
+    result = attach(plan, net.netns_path(ns))
+    inside = link_view("net1", ns)
+    assert inside["addresses"] == [("2001:db8:5::2", 64, None, False)]
+    assert inside["routes"] == [("2001:db8:6::/48", "2001:db8:5::1", 1024, None)]
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before

@@ -85,3 +85,14 @@ def test_check_plan_names_each_bad_field() -> None:
     assert problems[2].startswith("routes[0] 10.0.0.0/33")
     assert problems[3].startswith("mtu 20")
     assert check_plan(_plan(addresses=("10.0.0.1/24",), mtu=1500)) == []
+
+
+def test_ipv6_is_listed_newest_first_so_missing_ones_are_added_in_reverse() -> None:
+    wanted = ["2001:db8::11/64", "2001:db8::10/64"]  # as `ip addr` shows after adding ::10, ::11
+    assert steps.address_changes([], wanted) == ([], ["2001:db8::10/64", "2001:db8::11/64"])
+    assert steps.address_changes(["2001:db8::10/64"], wanted) == ([], ["2001:db8::11/64"])
+    assert steps.address_changes(wanted, wanted) == ([], [])
+    assert steps.address_changes(["2001:db8::11/64"], wanted) == (
+        ["2001:db8::11/64"],
+        ["2001:db8::10/64", "2001:db8::11/64"],
+    )

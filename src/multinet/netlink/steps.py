@@ -25,18 +25,41 @@ def is_kernel_link_local(cidr: str) -> bool:
 
 
 def address_changes(current: Sequence[str], wanted: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(remove, add), each in the order to apply.
+    """(remove, add), each in the order to apply; both lists in the kernel's (`ip addr`) order.
 
-    Order matters for IPv4: the first address of a subnet is the primary, later ones secondaries,
-    and deleting a primary deletes its secondaries. So when the current list is a prefix of the
-    wanted one we only append; otherwise we remove everything (secondaries first, i.e. in reverse)
-    and add everything again in the wanted order.
+    Order matters, and differs by family. IPv4 lists addresses oldest first, and the first of a
+    subnet is the primary (deleting it deletes its secondaries): when the current list is a prefix
+    of the wanted one we only append, otherwise remove all (secondaries first) and add all in
+    order. IPv6 lists the newest first: the current list must be a suffix of the wanted one, and
+    what is missing is added last-listed first.
     """
-    cur = [_norm_cidr(c) for c in current if not is_kernel_link_local(c)]
-    want = [_norm_cidr(w) for w in wanted if not is_kernel_link_local(w)]
-    if cur == want[: len(cur)]:
-        return [], want[len(cur) :]
-    return list(reversed(cur)), want
+    cur4, cur6 = _by_family(current)
+    want4, want6 = _by_family(wanted)
+    remove: list[str] = []
+    add: list[str] = []
+    if cur4 == want4[: len(cur4)]:
+        add += want4[len(cur4) :]
+    else:
+        remove += reversed(cur4)
+        add += want4
+    missing = len(want6) - len(cur6)
+    if missing >= 0 and want6[missing:] == cur6:
+        add += reversed(want6[:missing])
+    else:
+        remove += cur6
+        add += reversed(want6)
+    return remove, add
+
+
+def _by_family(cidrs: Sequence[str]) -> tuple[list[str], list[str]]:
+    v4: list[str] = []
+    v6: list[str] = []
+    for cidr in cidrs:
+        if is_kernel_link_local(cidr):
+            continue
+        iface = ipaddress.ip_interface(cidr)
+        (v4 if iface.version == 4 else v6).append(str(iface))
+    return v4, v6
 
 
 def route_key(route: Route) -> tuple[str, str | None, int]:
@@ -61,7 +84,3 @@ def route_changes(
 
 def normalize_mac(mac: str) -> str:
     return mac.strip().lower()
-
-
-def _norm_cidr(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr))
