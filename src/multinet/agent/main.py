@@ -1,11 +1,200 @@
-"""Node agent entry point: wires the adapters together in one asyncio loop."""
+"""Node agent entry point: wires the adapters together in one asyncio loop.
+
+Start-up order matters:
+1. the checkpoint (what we prepared and attached before a restart),
+2. the inventory and the PodNetwork watcher, then the first publish (so NodePrepareResources
+   can resolve the device names kubelet sends us),
+3. the kubelet plugin (registration + DRA), the NRI plugin (whose Synchronize reconciles the
+   checkpoint with the pods that exist), the status reporter and /healthz, /readyz, /metrics.
+Shutdown (SIGTERM/SIGINT) reverses it; the sockets are unlinked so kubelet sees us go.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from multinet.agent.attach import Attacher
+from multinet.agent.health import HealthServer
+from multinet.agent.nri_hooks import NriHooks
+from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
+from multinet.agent.publish import PublishLoop
+from multinet.agent.release import Releaser
+from multinet.agent.report import StatusReporter
+from multinet.agent.settings import AgentSettings, settings_from_args
+from multinet.checkpoint import Checkpoint
+from multinet.errors import MultinetError
+from multinet.kube.client import api_client
+from multinet.kube.ipam import Reservations
+from multinet.kube.lookups import ApiLookups
+from multinet.kube.podnetworks import PodNetworkWatcher
+from multinet.kube.slices import SlicePublisher
+from multinet.kube.status import StatusWriter
+from multinet.kubelet.server import KubeletPlugin
+from multinet.netlink.executor import NetlinkMover
+from multinet.netlink.hoststate import read_host_state
+from multinet.netlink.inventory import Inventory
+from multinet.nri.plugin import NRIPlugin, PluginSettings
+
+log = logging.getLogger("multinet.agent")
+
+
+class PublishedDevices:
+    """`DeviceDirectory` over the publish loop's latest resolution: what kubelet can allocate."""
+
+    def __init__(self, loop: PublishLoop) -> None:
+        self._loop = loop
+
+    def lookup(self, device: str) -> DirectoryEntry | None:
+        resolution = self._loop.last
+        if resolution is None:
+            return None
+        for candidate in resolution.devices:
+            if candidate.name == device:
+                return DirectoryEntry(ifname=candidate.ifname, network=candidate.network)
+        return None
+
+
+def _devices_in_pods(checkpoint: Checkpoint) -> set[str]:
+    """Host-device NICs currently inside pods: still advertised while away from the host."""
+    state = checkpoint.state
+    away = set()
+    for key in state.attachments:
+        plan = checkpoint.plan(key)
+        if plan is not None and plan.mode == "host-device":
+            away.add(plan.device)
+    return away
+
+
+async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
+    checkpoint = Checkpoint.open(settings.state_dir)
+    api = await api_client(settings.kubeconfig)
+    mover = NetlinkMover()
+    inventory = Inventory(
+        debounce_seconds=settings.debounce_seconds, resync_seconds=settings.resync_seconds
+    )
+    health = HealthServer(settings.metrics_address, settings.metrics_port)
+    tasks: list[asyncio.Task[None]] = []
+    kubelet: KubeletPlugin | None = None
+    try:
+        await inventory.start()
+        networks = PodNetworkWatcher(api, node_name=settings.node_name)
+        publisher = SlicePublisher(api, settings.node_name)
+        publish = PublishLoop(
+            inventory=inventory,
+            networks=networks,
+            publisher=publisher,
+            away=lambda: _devices_in_pods(checkpoint),
+        )
+        writer = StatusWriter(api)
+        reporter = StatusReporter(writer)
+        hooks = NriHooks(
+            attacher=Attacher(store=checkpoint, mover=mover, reporter=reporter),
+            releaser=Releaser(store=checkpoint, mover=mover),
+        )
+        nri = NRIPlugin(
+            hooks,
+            PluginSettings(
+                socket_path=str(settings.nri_socket),
+                name=settings.nri_plugin_name,
+                index=settings.nri_plugin_index,
+            ),
+        )
+        preparer = ClaimPreparer(
+            node_name=settings.node_name,
+            checkpoint=checkpoint,
+            lookups=ApiLookups(api),
+            devices=PublishedDevices(publish),
+            reservations=Reservations(api),
+            read_host=read_host_state,
+        )
+        kubelet = KubeletPlugin(preparer=preparer, kubelet_root=settings.kubelet_root)
+
+        def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(_stop_on_failure(stop))
+            tasks.append(task)
+
+        health.add_readiness_check("slices-published", publish.published.is_set)
+        health.add_readiness_check("kubelet-registered", lambda: _registered(kubelet))
+        health.add_readiness_check("nri-connected", lambda: nri.connected)
+        await health.start()
+
+        spawn(networks.run(), "podnetworks")
+        spawn(publish.run(), "publish")
+        spawn(reporter.run(), "report")
+        # Answer kubelet only once it can resolve device names it allocated from our slices.
+        await _first(publish.published.wait(), stop)
+        if stop.is_set():
+            return
+        await kubelet.start()
+        spawn(nri.run(), "nri")
+        log.info(
+            "node agent running",
+            extra={"node": settings.node_name, "stateDir": str(settings.state_dir)},
+        )
+        await stop.wait()
+    finally:
+        log.info("node agent stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if kubelet is not None:
+            await kubelet.stop()
+        await health.stop()
+        await inventory.close()
+        mover.close()
+        await api.close()
+
+
+def _registered(kubelet: KubeletPlugin | None) -> bool:
+    return kubelet is not None and kubelet.registration.status.registered is True
+
+
+def _stop_on_failure(stop: asyncio.Event) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s failed: %s", task.get_name(), exc, exc_info=exc)
+            stop.set()
+
+    return done
+
+
+async def _first(waiting: Awaitable[object], stop: asyncio.Event) -> None:
+    """Until `waiting` completes or `stop` is set, whichever comes first."""
+    tasks = [
+        asyncio.ensure_future(waiting),
+        asyncio.ensure_future(stop.wait()),
+    ]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    print("multinet node-agent: not implemented yet", file=sys.stderr)
-    return 2
+    settings = settings_from_args(args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except MultinetError as exc:
+        log.error("node agent cannot run: %s", exc)
+        return 1
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    return 0

@@ -1,0 +1,34 @@
+"""The NRI `PodHandler` of the agent: protocol pods in, the attach and release hooks out.
+
+Time budget: every method runs under the NRI deadline policy of `multinet.nri.dispatch`
+(answered before ~2 s). Nothing here waits on the API; see attach.py and release.py.
+"""
+
+from __future__ import annotations
+
+from multinet.agent.attach import Attacher
+from multinet.agent.ports import PodInfo
+from multinet.agent.release import Releaser
+from multinet.nri.pods import PodSandbox
+
+
+def pod_info(pod: PodSandbox) -> PodInfo:
+    return PodInfo(uid=pod.uid, namespace=pod.namespace, name=pod.name, netns=pod.netns or None)
+
+
+class NriHooks:
+    def __init__(self, *, attacher: Attacher, releaser: Releaser) -> None:
+        self._attacher = attacher
+        self._releaser = releaser
+
+    async def on_synchronize(self, pods: list[PodSandbox]) -> None:
+        await self._attacher.synchronize([pod_info(p) for p in pods])
+
+    async def on_run_pod_sandbox(self, pod: PodSandbox) -> None:
+        await self._attacher.run_pod_sandbox(pod_info(pod))
+
+    async def on_stop_pod_sandbox(self, pod: PodSandbox) -> None:
+        await self._releaser.stop_pod_sandbox(pod_info(pod))
+
+    async def on_remove_pod_sandbox(self, pod: PodSandbox) -> None:
+        await self._releaser.remove_pod_sandbox(pod_info(pod))
