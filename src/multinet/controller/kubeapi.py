@@ -15,9 +15,10 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
 
 from multinet.api import names
-from multinet.errors import MultinetError
+from multinet.errors import ConfigError, MultinetError
 
 MERGE_PATCH = "application/merge-patch+json"
 EVENTS_NAMESPACE = "default"  # where Events about cluster-scoped objects go (as for Nodes)
@@ -48,10 +49,16 @@ def _mapped(exc: ApiException, what: str) -> ApiError:
 async def load_configuration(kubeconfig: str) -> client.Configuration:
     """From ``kubeconfig``, or the pod's service account when empty."""
     cfg = client.Configuration()
-    if kubeconfig:
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    else:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    if kubeconfig and not os.path.isfile(kubeconfig):  # noqa: ASYNC240 (once, at start-up)
+        raise ConfigError([f"--kubeconfig: {kubeconfig} does not exist"])
+    try:
+        if kubeconfig:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except ConfigException as exc:
+        where = f"--kubeconfig: {kubeconfig}" if kubeconfig else "in-cluster config"
+        raise ConfigError([f"{where}: {exc}"]) from exc
     return cfg
 
 

@@ -22,6 +22,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from multinet.controller import handlers, health, kubeapi, leader
+from multinet.errors import MultinetError
 from multinet.kube import ipam as kube_ipam
 
 log = logging.getLogger(__name__)
@@ -136,4 +137,8 @@ async def _lead(
 
 def run_controller(args: argparse.Namespace) -> int:
     log.info("starting multinet controller", extra={"pid": os.getpid()})
-    return asyncio.run(_run(args))
+    try:
+        return asyncio.run(_run(args))
+    except MultinetError as exc:
+        log.error("cannot run the controller: %s", exc)
+        return 1
