@@ -131,7 +131,12 @@ class NRIPlugin:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.backoff_max)
         finally:
-            await self._dispatcher.drain(self.settings.drain_timeout)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Let running handlers finish (up to `drain_timeout`), cancel the rest. `run()` does this
+        when cancelled; call it yourself after driving connections with `serve()`."""
+        await self._dispatcher.drain(self.settings.drain_timeout)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one connection until it closes. Never raises on bad input. True if registered."""
