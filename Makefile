@@ -35,13 +35,13 @@ unit: venv ## the fast tests only (no cluster)
 	$(VENV)/bin/pytest -ra -m "not cluster and not root"
 
 cluster-up: venv binaries ## start the local single-node cluster with multinet deployed; prints the kubeconfig path
-	$(PY) -m localcluster up
+	$(PY) -m localcluster.multinet deploy
 
 cluster-down: venv ## stop the local cluster and restore the machine
 	$(PY) -m localcluster down
 
 demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the cluster)
-	$(PY) -m localcluster demo $(if $(KEEP),--keep,)
+	$(PY) -m localcluster.demo $(if $(KEEP),--keep,)
 
 bench: venv binaries ## benchmarks: attach latency and pod start-up figures
 	$(PY) bench/attach_latency.py

@@ -1,0 +1,195 @@
+"""Deploy multinet into the local cluster: the same manifests users get, processes on the host.
+
+What users apply (deploy/base, rendered with `kubectl kustomize`) is applied here too, except the
+workloads: there is no registry for an image, so the controller and the node agent run as host
+processes (managed like the cluster's components: pid file, log in the log dir, stopped by
+`down`), each with a token of ITS OWN service account from those manifests, never admin. The
+agent's token is bound to the Node, as a DaemonSet pod's token would be, so the policy that
+lets an agent write only its own node's ResourceSlices applies to it.
+
+    python -m localcluster.multinet deploy     # idempotent; restarts processes that died
+    python -m localcluster.multinet undeploy   # stops the processes (objects stay)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cluster import Cluster, ClusterError, up
+from .layout import bin_dir
+from .processes import wait_gone
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = REPO / "deploy" / "base"
+NAMESPACE = "multinet-system"
+CONTROLLER = "multinet-controller"
+AGENT = "multinet-node-agent"
+WORKLOAD_KINDS = {"Deployment", "DaemonSet"}
+AGENT_METRICS_PORT = 9178
+CONTROLLER_HEALTH_PORT = 9177
+
+
+def render() -> list[dict[str, Any]]:
+    """Every object of deploy/base, as users would apply it."""
+    out = subprocess.run(
+        [str(_kubectl()), "kustomize", str(BASE)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _kubectl() -> Path:
+    return bin_dir() / "kubectl"
+
+
+def agent_state_dir(cluster: Cluster) -> Path:
+    return cluster.state_dir / "multinet"
+
+
+def apply_manifests(cluster: Cluster) -> None:
+    objects = [o for o in render() if o["kind"] not in WORKLOAD_KINDS]
+    doc = yaml.safe_dump_all(objects)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=doc)
+    crds = [o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"]
+    for name in crds:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def start_controller(cluster: Cluster) -> None:
+    kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, CONTROLLER)
+    cluster.start_process(
+        CONTROLLER,
+        [
+            _python(),
+            "-m",
+            "multinet",
+            "controller",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--health-port",
+            str(CONTROLLER_HEALTH_PORT),
+        ],
+    )
+
+
+def start_agent(cluster: Cluster) -> None:
+    kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, AGENT, bound_node=cluster.node_name)
+    cluster.start_process(
+        AGENT,
+        [
+            _python(),
+            "-m",
+            "multinet",
+            "node-agent",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-name",
+            cluster.node_name,
+            "--kubelet-root",
+            str(cluster.kubelet_root),
+            "--state-dir",
+            str(agent_state_dir(cluster)),
+            "--nri-socket",
+            str(cluster.nri_socket),
+            "--metrics-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(AGENT_METRICS_PORT),
+        ],
+    )
+
+
+def agent_ready() -> tuple[bool, str]:
+    """The agent's /readyz verdict and body."""
+    url = f"http://127.0.0.1:{AGENT_METRICS_PORT}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return False, exc.read().decode()
+    except OSError as exc:
+        return False, str(exc)
+
+
+def wait_agent_ready(cluster: Cluster, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        if not cluster.processes.alive(AGENT):
+            raise ClusterError(_failure(cluster, AGENT, "exited"))
+        ready, body = agent_ready()
+        if ready:
+            return
+        time.sleep(0.5)
+    raise ClusterError(_failure(cluster, AGENT, f"not ready after {timeout:.0f}s: {body.strip()}"))
+
+
+def _failure(cluster: Cluster, name: str, why: str) -> str:
+    log = cluster.processes.log_path(name)
+    return f"{name} {why}; log {log}:\n{cluster.processes.tail(name, 25)}"
+
+
+def restart_agent(cluster: Cluster, *, kill: bool = False) -> None:
+    """Stop (or SIGKILL) the agent and start it again; returns once it is ready."""
+    pid = cluster.processes.pid(AGENT)
+    if kill and pid is not None:
+        os.kill(pid, signal.SIGKILL)
+        wait_gone([pid], timeout=10)
+    else:
+        cluster.stop_process(AGENT)
+    start_agent(cluster)
+    wait_agent_ready(cluster)
+
+
+def deploy(cluster: Cluster, say: Any = print) -> None:
+    say("applying deploy/base (CRDs, RBAC, admission policy) without its workloads")
+    apply_manifests(cluster)
+    if not cluster.processes.alive(CONTROLLER):
+        say(f"starting {CONTROLLER} as a host process under its own service account")
+        start_controller(cluster)
+    if not cluster.processes.alive(AGENT):
+        say(f"starting {AGENT} as a host process under its own node-bound service account")
+        start_agent(cluster)
+    wait_agent_ready(cluster)
+    say(f"multinet is running; logs in {cluster.log_dir}")
+
+
+def undeploy(cluster: Cluster) -> None:
+    for name in (AGENT, CONTROLLER):
+        cluster.stop_process(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.multinet")
+    parser.add_argument("command", choices=["deploy", "undeploy"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "deploy":
+            cluster = up(say=print)
+            deploy(cluster)
+            print(f"kubeconfig: {cluster.kubeconfig}")
+        else:
+            undeploy(Cluster.load())
+    except (ClusterError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        print(f"error: {exc}\n{detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
