@@ -74,22 +74,51 @@ SRC
   touch "$stamp"
 }
 
-main() {
-  case "${1:-all}" in
-    kubernetes) build_kubernetes; return ;;
-    debian) fetch_debian; return ;;
-    all) fetch_debian; build_kubernetes ;;
-    *) say "usage: $0 [all|kubernetes|debian]"; exit 2 ;;
-  esac
+link_binaries() {
+  local k8s="$cache/k8s-$KUBERNETES_VERSION" debs="$cache/debs/root/usr/bin"
   mkdir -p "$cache/bin"
   for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-    ln -sf "$cache/k8s-$KUBERNETES_VERSION/$b" "$cache/bin/$b"
+    ln -sfn "$k8s/$b" "$cache/bin/$b"
   done
-  ln -sf "$cache/debs/root/usr/bin/etcd" "$cache/bin/etcd"
-  ln -sf "$cache/debs/root/usr/bin/containerd" "$cache/bin/containerd"
-  for b in ctr containerd-shim-runc-v2; do
-    [[ -e "$cache/debs/root/usr/bin/$b" ]] && ln -sf "$cache/debs/root/usr/bin/$b" "$cache/bin/$b"
+  for b in etcd containerd ctr containerd-shim-runc-v2; do
+    ln -sfn "$debs/$b" "$cache/bin/$b"
   done
+  local missing=()
+  for b in "$cache"/bin/*; do [[ -x $b ]] || missing+=("$b"); done
+  if ((${#missing[@]})); then
+    say "missing after the build: ${missing[*]}"
+    exit 1
+  fi
+  local got; got=$("$cache/bin/kubelet" --version 2>/dev/null || true)
+  if [[ $got != "Kubernetes $KUBERNETES_VERSION" ]]; then
+    say "kubelet reports '$got', expected 'Kubernetes $KUBERNETES_VERSION' (version ldflags?)"
+    exit 1
+  fi
   say "binaries ready in $cache/bin"
+}
+
+check_prerequisites() {
+  # Installed by .ci/run from Debian; the Go toolchain and gcc come with the machine.
+  local need=(go gcc runc busybox ip) missing=()
+  for c in "${need[@]}"; do command -v "$c" >/dev/null || missing+=("$c"); done
+  [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
+    missing+=("/usr/lib/cni/{bridge,host-local,loopback} (containernetworking-plugins)")
+  if ((${#missing[@]})); then
+    say "missing prerequisites: ${missing[*]} (see .ci/run for the packages)"
+    exit 1
+  fi
+}
+
+main() {
+  check_prerequisites
+  # One build at a time per cache: parallel `make test` runs wait here instead of racing.
+  exec 9>"$cache/.build.lock"
+  flock 9
+  case "${1:-all}" in
+    kubernetes) build_kubernetes ;;
+    debian) fetch_debian ;;
+    all) fetch_debian; build_kubernetes; link_binaries ;;
+    *) say "usage: $0 [all|kubernetes|debian]"; exit 2 ;;
+  esac
 }
 main "$@"

@@ -1,0 +1,62 @@
+"""CLI: python -m localcluster up|down|status|logs (PYTHONPATH=hack)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cluster import COMPONENTS, Cluster, ClusterError, down, up
+
+
+def _say(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def _status(cluster: Cluster) -> int:
+    rows = cluster.status_rows()
+    width = max(len(r[0]) for r in rows)
+    for name, pid, alive, log in rows:
+        state = "running" if alive else "stopped"
+        print(f"{name:<{width}}  {state:<8} pid {pid or '-':<8} log {log}")
+    running = any(alive for _, _, alive, _ in rows)
+    if running:
+        ready = cluster.node_is_ready()
+        print(f"node {cluster.node_name} ({cluster.node_ip}): {'Ready' if ready else 'NOT Ready'}")
+        print(f"memory (RSS of managed processes): {cluster.rss_kib() / 1024:.0f} MiB")
+        print(f"kubeconfig: {cluster.kubeconfig}")
+    return 0 if cluster.is_up() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="start the cluster (no-op if already up); prints the kubeconfig path")
+    sub.add_parser("down", help="stop everything and restore the machine (idempotent)")
+    sub.add_parser("status", help="each process (pid, alive, log) and node readiness")
+    logs = sub.add_parser("logs", help="tail of a component's log (all components without a name)")
+    logs.add_argument("component", nargs="?", help=f"one of {', '.join(COMPONENTS)} or an extra")
+    logs.add_argument("-n", type=int, default=40, help="number of lines (default 40)")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            cluster = up(say=_say)
+            print(cluster.kubeconfig)
+            return 0
+        if args.cmd == "down":
+            down(say=_say)
+            return 0
+        cluster = Cluster.load()
+        if args.cmd == "status":
+            return _status(cluster)
+        names = [args.component] if args.component else [r[0] for r in cluster.status_rows()]
+        for name in names:
+            print(f"==> {cluster.processes.log_path(name)} <==")
+            print(cluster.processes.tail(name, args.n))
+        return 0
+    except ClusterError as exc:
+        _say(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

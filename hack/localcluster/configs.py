@@ -1,0 +1,203 @@
+"""Rendering of every configuration file the components read. Pure: values in, text out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import yaml
+
+from . import layout as L
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def kubeconfig(
+    *,
+    server: str,
+    ca: Path,
+    cert: Path | None,
+    key: Path | None,
+    user: str,
+    token: str | None = None,
+) -> str:
+    """A self-contained kubeconfig (certificates embedded, so a copy works anywhere)."""
+    auth: dict[str, str] = {}
+    if cert is not None and key is not None:
+        auth = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
+    if token is not None:
+        auth["token"] = token
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "multinet-local",
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
+            }
+        ],
+        "users": [{"name": user, "user": auth}],
+        "contexts": [
+            {"name": "multinet-local", "context": {"cluster": "multinet-local", "user": user}}
+        ],
+        "current-context": "multinet-local",
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def scheduler_config(kubeconfig_path: Path) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kubescheduler.config.k8s.io/v1",
+            "kind": "KubeSchedulerConfiguration",
+            "clientConnection": {"kubeconfig": str(kubeconfig_path)},
+            "leaderElection": {"leaderElect": False},
+        },
+        sort_keys=False,
+    )
+
+
+def kubelet_config(lay: L.Layout) -> str:
+    """KubeletConfiguration for this machine: cgroup v1, no CAP_SYS_RESOURCE, tiny disk headroom."""
+    endpoint = f"unix://{lay.containerd_socket}"
+    doc = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        # 1.35+ refuses cgroup v1 by default; this machine only has v1 controllers.
+        "failCgroupV1": False,
+        "cgroupDriver": "cgroupfs",
+        # Writing a negative oom_score_adj fails without CAP_SYS_RESOURCE.
+        "oomScoreAdj": 0,
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": endpoint,
+        "imageServiceEndpoint": endpoint,
+        "staticPodPath": str(lay.static_pods),
+        "podLogsDir": str(lay.pod_logs),
+        "volumePluginDir": str(lay.volume_plugins),
+        "address": "0.0.0.0",
+        "port": 10250,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": L.KUBELET_HEALTHZ_PORT,
+        "readOnlyPort": 0,
+        "clusterDomain": "cluster.local",
+        "tlsCertFile": str(lay.pki / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(lay.pki / "kubelet-serving.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(lay.pki / "ca.crt")},
+        },
+        "authorization": {"mode": "Webhook"},
+        # Shared disks here are often nearly full: never evict or GC because of disk.
+        "evictionHard": {
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
+            "imagefs.inodesFree": "0%",
+            "memory.available": "100Mi",
+        },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "registerNode": True,
+        "serializeImagePulls": False,
+        "nodeStatusUpdateFrequency": "4s",
+        "syncFrequency": "10s",
+        "fileCheckFrequency": "10s",
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def containerd_config(lay: L.Layout, *, runc: str, cni_bin_dir: str) -> str:
+    """containerd 2.x config version 3 (PROTOCOLS.md 4.6): private dirs, NRI on our own socket."""
+    run = lay.containerd_socket.parent
+    cri_rt = "plugins.'io.containerd.cri.v1.runtime'"
+    return f"""\
+version = 3
+root = "{lay.containerd_root}"
+state = "{lay.containerd_state}"
+temp = "{lay.root / "containerd" / "tmp"}"
+
+[grpc]
+  address = "{lay.containerd_socket}"
+
+[ttrpc]
+  address = "{run / "containerd.sock.ttrpc"}"
+
+[debug]
+  address = "{run / "debug.sock"}"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "{lay.containerd_opt}"
+
+[{cri_rt}]
+  enable_cdi = true
+  # REQUIRED here: no CAP_SYS_RESOURCE, so negative oom_score_adj writes fail.
+  restrict_oom_score_adj = true
+
+[{cri_rt}.containerd]
+  default_runtime_name = "runc"
+
+[{cri_rt}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri_rt}.containerd.runtimes.runc.options]
+  BinaryName = "{runc}"
+  # Without Root, runc state goes to its default and ignores containerd's --state.
+  Root = "{lay.runc_root}"
+  SystemdCgroup = false
+
+[{cri_rt}.cni]
+  bin_dirs = ["{cni_bin_dir}"]
+  conf_dir = "{lay.cni_conf_dir}"
+  max_conf_num = 1
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = "{L.PAUSE_IMAGE}"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins.'io.containerd.nri.v1.nri']
+  disable = false
+  socket_path = "{lay.nri_socket}"
+  plugin_path = "{lay.nri_plugins}"
+  plugin_config_path = "{lay.nri_plugin_config}"
+  plugin_registration_timeout = "5s"
+  plugin_request_timeout = "2s"
+"""
+
+
+def cni_conflist(lay: L.Layout) -> str:
+    """bridge + host-local. ipMasq false and no portmap: no iptables needed.
+
+    `lo` is not in the chain: containerd's CRI brings it up itself with the `loopback` plugin from
+    the same bin_dirs (a chained loopback would be handed the pod's eth0 as its interface).
+    """
+    subnet = L.POD_SUBNET
+    doc = {
+        "cniVersion": "1.0.0",
+        "name": L.CNI_NETWORK_NAME,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": L.BRIDGE_NAME,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(lay.cni_ipam_dir),
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,202 @@
+"""Where everything lives: the state directory tree, the binaries, the pinned versions.
+
+Pure path arithmetic, no I/O beyond reading versions.env. The state directory is FIXED (not a temp
+dir) so that the debris of a killed run is always found by the next `up` or `down`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The checkout this tool lives in (hack/localcluster/layout.py -> repo root).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = Path("/var/lib/multinet-localcluster")
+
+#: Names we own on the host: the CNI bridge, the CNI network, the cluster's ports.
+BRIDGE_NAME = "mnlc-cni0"
+CNI_NETWORK_NAME = "mnlc-pods"
+POD_SUBNET = "10.88.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+#: First address of SERVICE_CIDR: the `kubernetes` service; goes into the apiserver's SANs.
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+APISERVER_PORT = 6443
+ETCD_CLIENT_PORT = 12379
+ETCD_PEER_PORT = 12380
+KUBELET_HEALTHZ_PORT = 10248
+CONTROLLER_MANAGER_PORT = 10257
+SCHEDULER_PORT = 10259
+
+#: The sandbox image containerd 2.1.9 pins by default; we import our own pause under this name.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+TEST_IMAGE = "multinet.dev/test/busybox:local"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MULTINET_CACHE", str(Path.home() / ".cache" / "multinet")))
+
+
+def bin_dir() -> Path:
+    """hack/build-binaries.sh links every binary here."""
+    return cache_dir() / "bin"
+
+
+def versions() -> dict[str, str]:
+    """hack/k8s/versions.env: the one place the pinned versions are written down."""
+    out: dict[str, str] = {}
+    for line in (REPO_ROOT / "hack" / "k8s" / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def state_dir_from_env() -> Path:
+    return Path(os.environ.get("MULTINET_CLUSTER_DIR", str(DEFAULT_STATE_DIR)))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path under the state directory, in one place."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Layout:
+        return cls(state_dir_from_env())
+
+    # bookkeeping
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def users_lock_file(self) -> Path:
+        """Test sessions hold a shared flock on it while they use the cluster."""
+        return self.root / "users.lock"
+
+    @property
+    def info_file(self) -> Path:
+        """cluster.json: node name, node IP, apiserver URL of the running cluster."""
+        return self.root / "cluster.json"
+
+    @property
+    def sysctls_file(self) -> Path:
+        """The sysctl values from before the kubelet first ran; restored by `down`."""
+        return self.root / "sysctls.json"
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def accounts(self) -> Path:
+        """Kubeconfigs of service accounts handed out by Cluster.service_account_kubeconfig."""
+        return self.root / "accounts"
+
+    # components
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def kubelet_root(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.root / "pod-logs"
+
+    @property
+    def static_pods(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def volume_plugins(self) -> Path:
+        return self.root / "volume-plugins"
+
+    @property
+    def containerd_root(self) -> Path:
+        return self.root / "containerd" / "root"
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.root / "containerd" / "state"
+
+    @property
+    def containerd_opt(self) -> Path:
+        return self.root / "containerd" / "opt"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run / "containerd" / "containerd.sock"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.run / "runc"
+
+    @property
+    def nri_socket(self) -> Path:
+        return self.run / "nri" / "nri.sock"
+
+    @property
+    def nri_plugins(self) -> Path:
+        return self.root / "nri" / "plugins"
+
+    @property
+    def nri_plugin_config(self) -> Path:
+        return self.root / "nri" / "conf.d"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.root / "cni" / "net.d"
+
+    @property
+    def cni_ipam_dir(self) -> Path:
+        return self.root / "cni" / "networks"
+
+    # config files
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.config / "admin.kubeconfig"
+
+    @property
+    def repo_kubeconfig(self) -> Path:
+        """The copy users point KUBECONFIG at (git-ignored)."""
+        return REPO_ROOT / ".cluster" / "kubeconfig"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+    def runtime_dirs(self) -> list[Path]:
+        """Directories whose contents die with the processes: wiped by debris cleanup."""
+        return [
+            self.etcd_data,
+            self.kubelet_root,
+            self.pod_logs,
+            self.containerd_state,
+            self.run,
+            self.cni_ipam_dir,
+            self.accounts,
+        ]
