@@ -24,7 +24,7 @@ from .layout import TEST_IMAGE
 
 NIC = "mn-demo0"  # the host end of the demo's veth "NIC"
 PEER = "mn-demo0p"
-NIC_ADDRESS = "192.0.2.10/24"  # documentation range: never routed anywhere
+NIC_ADDRESS = "198.51.100.10/24"  # documentation range: never routed anywhere
 NETWORK = "demo-net"
 NAMESPACE = "multinet-demo"
 
