@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -109,15 +110,10 @@ async def agent(cluster: Cluster, agent_kubeconfig: Path) -> AsyncIterator[Agent
 
 
 def our_slices(k8s_api: k8s_client.ApiClient, node: str) -> list[dict[str, Any]]:
-    resp = k8s_api.call_api(
-        "/apis/resource.k8s.io/v1/resourceslices",
-        "GET",
-        query_params=[("fieldSelector", f"spec.nodeName={node},spec.driver={DRIVER}")],
-        response_type="object",
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
+    resp = k8s_client.ResourceV1Api(k8s_api).list_resource_slice(
+        field_selector=f"spec.nodeName={node},spec.driver={DRIVER}", _preload_content=False
     )
-    items: list[dict[str, Any]] = resp["items"]
+    items: list[dict[str, Any]] = json.loads(resp.data)["items"]
     return items
 
 
