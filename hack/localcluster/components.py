@@ -24,6 +24,12 @@ class Component:
     #: Returns True once the component serves; called repeatedly until the start timeout.
     ready: Callable[[], bool]
     start_timeout: float = 60.0
+    #: Replaces PATH's system part (after our bin dir) when set.
+    system_path: str | None = None
+
+
+#: Debian is merged-/usr: /bin and /sbin are symlinks, and iptables lives in /usr/sbin only.
+KUBELET_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def _http_ok(url: str, *, context: ssl.SSLContext | None = None, expect: str | None = None) -> bool:
@@ -209,6 +215,9 @@ def kubelet(lay: L.Layout, node_name: str, node_ip: str) -> Component:
             "--v=2",
         ],
         lambda: _http_ok(f"http://127.0.0.1:{L.KUBELET_HEALTHZ_PORT}/healthz", expect="ok"),
+        # No sbin dirs: with iptables in reach the kubelet installs KUBE-FIREWALL (a DROP rule for
+        # non-loopback sources to 127/8) and canary chains on the host; without it, it skips them.
+        system_path=KUBELET_PATH,
     )
 
 

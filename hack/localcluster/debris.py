@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -185,6 +186,31 @@ def remove_links() -> None:
     subprocess.run(["ip", "link", "del", L.BRIDGE_NAME], capture_output=True)
 
 
+#: The chains a kubelet creates when iptables is in its PATH (ours no longer has it).
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+
+
+def remove_kubelet_iptables() -> None:
+    """Rules jumping to the kubelet's chains, then the chains, in every table of both families."""
+    for tool in ("iptables", "ip6tables"):
+        exe = shutil.which(tool, path="/usr/sbin:/sbin")
+        if exe is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            out = subprocess.run([exe, "-w", "-t", table, "-S"], capture_output=True, text=True)
+            rules = out.stdout.splitlines()
+            for rule in rules:
+                words = shlex.split(rule)
+                jumps = any(f"-j {c}" in rule for c in KUBELET_CHAINS)
+                if words[:1] == ["-A"] and jumps and words[1] not in KUBELET_CHAINS:
+                    delete = [exe, "-w", "-t", table, "-D", *words[1:]]
+                    subprocess.run(delete, capture_output=True)
+            for chain in KUBELET_CHAINS:
+                if f"-N {chain}" in rules:
+                    subprocess.run([exe, "-w", "-t", table, "-F", chain], capture_output=True)
+                    subprocess.run([exe, "-w", "-t", table, "-X", chain], capture_output=True)
+
+
 def remove_host_files(lay: L.Layout) -> None:
     """CNI result cache entries of our network and the kubelet's /var/log/containers links.
     (containerd's shim sockets under /run/containerd/s are left alone: other containerds on this
@@ -245,6 +271,7 @@ def clean(lay: L.Layout) -> list[str]:
     if cg:
         problems.append(f"cgroups not removed: {', '.join(map(str, cg[:5]))}")
     remove_host_files(lay)
+    remove_kubelet_iptables()
     if not left:
         wipe_runtime_dirs(lay)
     return problems
