@@ -77,13 +77,15 @@ def test_check_plan_names_each_bad_field() -> None:
             addresses=("10.0.0.1/24", "not-an-address"),
             routes=(Route(destination="10.0.0.0/33"),),
             mtu=20,
+            mac="02:00:00:00:00",
         )
     )
-    assert len(problems) == 4
+    assert len(problems) == 5
     assert problems[0].startswith("pod_ifname")
     assert problems[1].startswith("addresses[1] 'not-an-address'")
     assert problems[2].startswith("routes[0] 10.0.0.0/33")
-    assert problems[3].startswith("mtu 20")
+    assert problems[3].startswith("mac '02:00:00:00:00'")
+    assert problems[4].startswith("mtu 20")
     assert check_plan(_plan(addresses=("10.0.0.1/24",), mtu=1500)) == []
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from multinet import plans
 from multinet.errors import AttachError
 from multinet.netlink import netns, restore, steps
 from multinet.netlink.rtnl import Link, Rtnl, RtnlError
+
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ def attach(plan: plans.AttachPlan, netns_path: str) -> AttachResult:
             return _macvlan(plan, rt, pod, pod_fd, subject)
     except AttachError:
         raise
-    except OSError as exc:  # the namespace is gone or no socket could be made there
+    except Exception as exc:  # namespace gone, no socket there, or a host-side read failed
         raise AttachError(f"{subject}: {exc}") from exc
 
 
@@ -72,6 +75,8 @@ def check_plan(plan: plans.AttachPlan) -> list[str]:
             steps.route_key(route)
         except ValueError:
             problems.append(f"routes[{i}] {route.destination} via {route.gateway}: not valid")
+    if plan.mac is not None and not _MAC.fullmatch(plan.mac):
+        problems.append(f"mac {plan.mac!r}: six hex pairs separated by ':'")
     if plan.mtu is not None and not 68 <= plan.mtu <= 65535:
         problems.append(f"mtu {plan.mtu}: must be between 68 and 65535")
     return problems

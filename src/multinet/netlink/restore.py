@@ -46,8 +46,9 @@ def read_host_state(rt: Rtnl, link: Link) -> plans.HostState:
 
 
 def is_same_device(link: Link, state: plans.HostState, plan: plans.AttachPlan) -> bool:
-    """Whether `link` is the NIC recorded in `state`: permanent MAC (physical NICs), else ifindex
-    (kept across moves unless taken) or the MAC it had on the host or was given in the pod."""
+    """Whether `link` is the NIC recorded in `state`: its permanent MAC (physical NICs) or its MAC
+    (the host's or the one given in the pod), or, by name, its ifindex (kept across moves unless
+    taken). The index alone is not enough: another namespace may use the same number."""
     if link.perm_mac is not None and steps.normalize_mac(link.perm_mac) == state.mac:
         return True
     macs = {state.mac} | ({steps.normalize_mac(plan.mac)} if plan.mac else set())
