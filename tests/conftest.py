@@ -9,14 +9,11 @@ holds it (each session keeps a shared flock on <state>/users.lock while it runs)
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import secrets
-import subprocess
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
+from helpers import NicFactory
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from localcluster import Cluster, down, up
@@ -53,60 +50,15 @@ def k8s_api(cluster: Cluster) -> Iterator[k8s_client.ApiClient]:
         api.close()
 
 
-@dataclass(frozen=True)
-class Nic:
-    """A veth pair in the root netns: `name` is the "NIC" the tests hand out, `peer` its far end."""
-
-    name: str
-    peer: str
-
-
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
-
-
-def _link_exists(name: str) -> bool:
-    out = subprocess.run(["ip", "-j", "link", "show", "dev", name], capture_output=True, text=True)
-    return out.returncode == 0 and bool(json.loads(out.stdout or "[]"))
-
-
-MakeNic = Callable[..., Nic]
-
-
 @pytest.fixture
-def make_nic() -> Iterator[MakeNic]:
+def make_nic() -> Iterator[NicFactory]:
     """Factory: make_nic(prefix="mnt", addresses=("192.0.2.10/24",), mtu=1400, up=True) -> Nic.
 
-    Names are `<prefix><6 hex>` (peer: `<prefix><6 hex>p`), unique across concurrent sessions.
-    At teardown both ends are deleted wherever they are in the root netns; a NIC moved into a pod
-    netns and back, or destroyed with its netns, is tolerated.
+    Creates a veth pair in the root netns: `nic.name` is the "NIC", `nic.peer` its far end. Names
+    are `<prefix><6 hex>` (peer `...p`), unique across concurrent sessions. At teardown both ends
+    are deleted wherever they are in the root netns; a NIC that was moved into a pod netns and
+    came back, or that died with its netns, is fine.
     """
-    made: list[Nic] = []
-
-    def factory(
-        prefix: str = "mnt",
-        addresses: Sequence[str] = (),
-        mtu: int | None = None,
-        up: bool = True,
-    ) -> Nic:
-        if len(prefix) > 8:
-            raise ValueError(f"prefix {prefix!r}: at most 8 characters (names are <= 15)")
-        name = f"{prefix}{secrets.token_hex(3)}"
-        nic = Nic(name=name, peer=f"{name}p")
-        extra = ["mtu", str(mtu)] if mtu else []
-        _ip("link", "add", nic.name, *extra, "type", "veth", "peer", "name", nic.peer, *extra)
-        made.append(nic)
-        for addr in addresses:
-            _ip("addr", "add", addr, "dev", nic.name)
-        if up:
-            _ip("link", "set", nic.peer, "up")
-            _ip("link", "set", nic.name, "up")
-        return nic
-
+    factory = NicFactory()
     yield factory
-    for nic in made:
-        for end in (nic.name, nic.peer):
-            if _link_exists(end):
-                subprocess.run(["ip", "link", "del", end], capture_output=True)
+    factory.cleanup()
