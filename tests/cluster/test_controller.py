@@ -142,6 +142,8 @@ def _device_class(api: k8s_client.ApiClient, name: str) -> dict[str, Any] | None
 
 
 def _events(cluster: Cluster, name: str) -> list[tuple[str, str]]:
+    """(type, reason) of the Events about PodNetwork ``name``, oldest first. Timestamps have
+    one-second resolution, so order by resourceVersion (etcd's revision at creation)."""
     out = cluster.kubectl(
         "get",
         "events",
@@ -152,11 +154,10 @@ def _events(cluster: Cluster, name: str) -> list[tuple[str, str]]:
         "-o",
         "json",
     )
-    items = json.loads(out.stdout)["items"]
-    return [
-        (e["type"], e["reason"])
-        for e in sorted(items, key=lambda e: e["metadata"]["creationTimestamp"])
-    ]
+    items = sorted(
+        json.loads(out.stdout)["items"], key=lambda e: int(e["metadata"]["resourceVersion"])
+    )
+    return [(e["type"], e["reason"]) for e in items]
 
 
 # --- the CRD and the apiserver ------------------------------------------------------------

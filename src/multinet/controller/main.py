@@ -123,9 +123,12 @@ async def _lead(
         tasks.add(asyncio.create_task(elector.hold(), name="lease"))
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     first = done.pop()
+    # kopf ends cleanly on SIGINT/SIGTERM (it takes over the signal handlers once it runs).
     code = 0 if first.get_name() in ("signal", "kopf") and not first.exception() else 1
-    if first.get_name() != "signal":
+    if code:
         log.error("stopping", extra={"because": first.get_name(), "error": str(first.exception())})
+    else:
+        log.info("stopping on a signal")
     kopf_stop.set()
     for task in pending:
         if task.get_name() != "kopf":

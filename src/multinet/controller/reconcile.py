@@ -42,6 +42,12 @@ class Reconciler:
     now: Callable[[], datetime.datetime] = _now
 
     async def reconcile(self, name: str) -> Result:
+        try:
+            return await self._reconcile(name)
+        except kubeapi.NotFound:  # deleted while we were working on it: nothing left to do
+            return Result.IGNORED
+
+    async def _reconcile(self, name: str) -> Result:
         body = await self.kube.get_podnetwork(name)
         if body is None:
             return Result.IGNORED
