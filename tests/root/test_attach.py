@@ -33,7 +33,7 @@ from netfixtures import (
 from multinet.errors import AttachError, RestoreError
 from multinet.netlink import executor, netns, restore
 from multinet.netlink.attach import attach
-from multinet.plans import AttachPlan, ClaimRef, HostState, Route
+from multinet.plans import Attachment, AttachPlan, ClaimRef, HostState, Route
 
 pytestmark = pytest.mark.root
 
@@ -331,3 +331,25 @@ def test_ipv6_addresses_and_routes_come_back(net: Lab) -> None:
     assert inside["routes"] == [("2001:db8:6::/48", "2001:db8:5::1", 1024, None)]
     restore.detach(plan, net.netns_path(ns), host=result.host)
     assert link_view(nic) == before
+
+
+async def test_async_recover_of_a_dead_veth_netns_says_device_gone(net: Lab) -> None:
+    nic = a_nic(net)
+    ns = net.new_netns()
+    plan = plan_for(nic)
+    mover = executor.NetlinkMover()
+    try:
+        result = await mover.attach(plan, net.netns_path(ns))
+        sh(f"ip netns del {ns}")
+        attachment = Attachment(
+            plan_key=plan.key,
+            pod_uid="pod-uid",
+            pod="team-a/pod",
+            netns=net.netns_path(ns),
+            phase="attached",
+            pod_ifindex=result.ifindex,
+            host=result.host,
+        )
+        assert await mover.recover(plan, attachment) == "device-gone"
+    finally:
+        mover.close()

@@ -56,10 +56,16 @@ class NetlinkMover:
 
     async def recover(self, plan: plans.AttachPlan, attachment: plans.Attachment) -> str:
         """The pod's netns is gone: restore what came back; returns a `Recovery` value."""
+        return (await self.recover_plan(plan, attachment.host)).value
+
+    async def recover_plan(
+        self, plan: plans.AttachPlan, host: plans.HostState | None = None
+    ) -> restore.Recovery:
+        """Raises RestoreError when the NIC is back but could not be restored."""
         async with self._serial(plan.key):
-            fn = functools.partial(restore.recover_from_dead_netns, host=attachment.host)
+            fn = functools.partial(restore.recover_from_dead_netns, host=host)
             result: restore.Recovery = await self._run(fn, plan)
-            return result.value
+            return result
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -98,8 +104,7 @@ async def detach_async(
     await default_mover().detach(plan, netns_path, host)
 
 
-async def recover_async(plan: plans.AttachPlan, host: plans.HostState | None = None) -> str:
-    fn = functools.partial(restore.recover_from_dead_netns, host=host)
-    loop = asyncio.get_running_loop()
-    result: restore.Recovery = await loop.run_in_executor(default_mover()._pool, fn, plan)
-    return result.value
+async def recover_async(
+    plan: plans.AttachPlan, host: plans.HostState | None = None
+) -> restore.Recovery:
+    return await default_mover().recover_plan(plan, host)

@@ -49,9 +49,10 @@ def is_same_device(link: Link, state: plans.HostState, plan: plans.AttachPlan) -
     """Whether `link` is the NIC recorded in `state`: its permanent MAC (physical NICs) or its MAC
     (the host's or the one given in the pod), or, by name, its ifindex (kept across moves unless
     taken). The index alone is not enough: another namespace may use the same number."""
-    if link.perm_mac is not None and steps.normalize_mac(link.perm_mac) == state.mac:
+    host_mac = steps.normalize_mac(state.mac)
+    if link.perm_mac is not None and steps.normalize_mac(link.perm_mac) == host_mac:
         return True
-    macs = {state.mac} | ({steps.normalize_mac(plan.mac)} if plan.mac else set())
+    macs = {host_mac} | ({steps.normalize_mac(plan.mac)} if plan.mac else set())
     if steps.normalize_mac(link.mac) in macs:
         return True
     return link.index == state.ifindex and link.name in (plan.pod_ifname, state.ifname)
@@ -64,7 +65,8 @@ def ensure_host_state(rt: Rtnl, state: plans.HostState) -> list[str]:
         return [f"interface {state.ifname} is not on the host"]
     problems: list[str] = []
     reqs: list[Request] = []
-    mac_differs = steps.normalize_mac(link.mac) != state.mac
+    want_mac = steps.normalize_mac(state.mac)
+    mac_differs = steps.normalize_mac(link.mac) != want_mac
     if mac_differs and link.up:
         # Many NIC drivers refuse a MAC change while up; the flag below brings it back up.
         reqs.append(rt.set_link(link.index, up=False, op=f"set {state.ifname} down"))
@@ -72,7 +74,7 @@ def ensure_host_state(rt: Rtnl, state: plans.HostState) -> list[str]:
         reqs.append(
             rt.set_link(
                 link.index,
-                mac=state.mac if mac_differs else None,
+                mac=want_mac if mac_differs else None,
                 mtu=state.mtu if link.mtu != state.mtu else None,
                 op=f"set {state.ifname} MAC/MTU",
             )

@@ -78,6 +78,12 @@ class Rtnl:
     def close(self) -> None:
         self._sock.close()
 
+    def __del__(self) -> None:
+        # Worker threads' sockets live in thread-locals and go away with their thread.
+        sock: socket.socket | None = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
     def __enter__(self) -> Rtnl:
         return self
 
