@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,19 +38,25 @@ async def until(cond: Callable[[], bool], within: float = 10.0, what: str = "con
     return time.monotonic() - start
 
 
+def _exists(path: str | None) -> bool:
+    # A stat on a local nsfs mount: microseconds, fine on the loop (ASYNC240 is about slow I/O).
+    return path is not None and os.path.exists(path)
+
+
 @dataclass
 class RecordingHandler:
     """A PodHandler that records what it was given; RunPodSandbox can be slowed or made to fail."""
 
     run_delay: float = 0.0
     run_error: str | None = None
-    only_uid: str | None = None  # record (and slow/fail) only this pod; others pass through
+    only: Callable[[PodSandbox], bool] | None = None  # record (slow, fail) only these pods
     calls: list[tuple[str, PodSandbox]] = field(default_factory=list)
     syncs: list[list[PodSandbox]] = field(default_factory=list)
     finished: list[tuple[str, str]] = field(default_factory=list)  # (event, pod uid) when done
+    netns_seen: list[tuple[str, bool]] = field(default_factory=list)  # (event, netns existed)
 
     def _mine(self, pod: PodSandbox) -> bool:
-        return self.only_uid is None or pod.uid == self.only_uid
+        return self.only is None or self.only(pod)
 
     async def on_synchronize(self, pods: list[PodSandbox]) -> None:
         self.syncs.append(pods)
@@ -58,6 +65,7 @@ class RecordingHandler:
         if not self._mine(pod):
             return
         self.calls.append(("run", pod))
+        self.netns_seen.append(("run", _exists(pod.netns)))
         await asyncio.sleep(self.run_delay)
         self.finished.append(("run", pod.uid))
         if self.run_error is not None:
@@ -66,6 +74,7 @@ class RecordingHandler:
     async def on_stop_pod_sandbox(self, pod: PodSandbox) -> None:
         if self._mine(pod):
             self.calls.append(("stop", pod))
+            self.netns_seen.append(("stop", _exists(pod.netns)))
             self.finished.append(("stop", pod.uid))
 
     async def on_remove_pod_sandbox(self, pod: PodSandbox) -> None:
@@ -253,3 +262,32 @@ async def plugin_with_fake_runtime(
         async with asyncio.timeout(5):
             await serving
         await plugin.shutdown()
+
+
+class PluginThread:
+    """Runs a plugin on its own event loop in a thread, so a synchronous test can block on kubectl
+    without delaying the plugin's answers to the runtime."""
+
+    def __init__(self, plugin: NRIPlugin) -> None:
+        self.plugin = plugin
+        self.loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._main, name="nri-plugin", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._task = self.loop.create_task(self.plugin.run())
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self._task)
+        self.loop.close()
+
+    def __enter__(self) -> PluginThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        while self._task is None:
+            time.sleep(0.01)
+        self.loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(timeout=15)
+        assert not self._thread.is_alive(), "plugin thread did not stop"

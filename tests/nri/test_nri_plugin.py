@@ -105,7 +105,7 @@ async def test_slow_handler_is_answered_before_the_deadline_and_keeps_running() 
 
 
 async def test_other_pods_are_not_held_up_by_a_slow_one() -> None:
-    handler = RecordingHandler(run_delay=1.0, only_uid="slow")
+    handler = RecordingHandler(run_delay=1.0, only=lambda p: p.uid == "slow")
     async with plugin_with_fake_runtime(handler) as (_, runtime, _):
         await runtime.handshake()
         slow = asyncio.create_task(
