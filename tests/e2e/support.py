@@ -1,0 +1,135 @@
+"""Building blocks of the end-to-end tests: objects as users write them, and what users check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from helpers import wait_for
+from localcluster import TEST_IMAGE, Cluster
+
+
+def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
+
+
+def podnetwork(name: str, **parameters: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "multinetwork.networking.k8s.io/v1alpha1",
+        "kind": "PodNetwork",
+        "metadata": {"name": name},
+        "spec": {"provider": "multinet.dev", "parameters": parameters},
+    }
+
+
+def claim(
+    namespace: str, name: str, network: str, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": network}}]}
+    }
+    if config is not None:
+        spec["devices"]["config"] = [
+            {"requests": ["nic"], "opaque": {"driver": "multinet.dev", "parameters": config}}
+        ]
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def pod(
+    namespace: str, name: str, claim_name: str | None, *, host_network: bool = False
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": TEST_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sleep", "3600"],
+    }
+    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1, "containers": [container]}
+    if claim_name:
+        container["resources"] = {"claims": [{"name": "nic"}]}
+        spec["resourceClaims"] = [{"name": "nic", "resourceClaimName": claim_name}]
+    if host_network:
+        spec["hostNetwork"] = True
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def get(cluster: Cluster, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    ns = ["-n", namespace] if namespace else []
+    out = cluster.kubectl("get", kind, name, *ns, "-o", "json").stdout
+    return dict(json.loads(out))
+
+
+def wait_ready_network(cluster: Cluster, name: str) -> None:
+    def ready() -> bool:
+        conds = get(cluster, "podnetwork", name).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+    wait_for(ready, timeout=60, what=f"PodNetwork {name} Ready")
+
+
+def wait_running(cluster: Cluster, namespace: str, name: str, timeout: float = 120) -> None:
+    wait_for(
+        lambda: get(cluster, "pod", name, namespace).get("status", {}).get("phase") == "Running",
+        timeout=timeout,
+        what=f"pod {namespace}/{name} Running",
+    )
+
+
+def delete_pod(cluster: Cluster, namespace: str, name: str) -> None:
+    cluster.kubectl("delete", "pod", name, "-n", namespace, "--wait=true", "--timeout=90s")
+
+
+def events_for(cluster: Cluster, namespace: str, kind: str, name: str) -> list[str]:
+    out = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.kind={kind},involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return [e.get("message", "") for e in json.loads(out).get("items", [])]
+
+
+def pod_ip_addr(cluster: Cluster, namespace: str, name: str, ifname: str) -> dict[str, Any]:
+    out = cluster.kubectl("exec", "-n", namespace, name, "--", "ip", "-o", "addr", "show", ifname)
+    return {"text": out.stdout}
+
+
+def host_link(name: str) -> dict[str, Any] | None:
+    """What `ip` shows of a host interface: the facts a restore must bring back."""
+    link = subprocess.run(["ip", "-j", "addr", "show", "dev", name], capture_output=True, text=True)
+    if link.returncode != 0 or not link.stdout.strip():
+        return None
+    (info,) = json.loads(link.stdout)
+    routes = subprocess.run(
+        ["ip", "-j", "route", "show", "dev", name, "proto", "static"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        "name": info["ifname"],
+        "mtu": info["mtu"],
+        "mac": info["address"],
+        "up": "UP" in info["flags"],
+        "addresses": [
+            f"{a['local']}/{a['prefixlen']}"
+            for a in info.get("addr_info", [])
+            if a.get("scope") != "link"
+        ],
+        "routes": sorted(r["dst"] for r in json.loads(routes.stdout or "[]")),
+    }

@@ -1,0 +1,221 @@
+"""End to end on the local cluster: a pod gets its interface, and the host gets it back intact.
+
+Cases: host-device attach with the configured name, MTU and addresses (claim status, checkpoint,
+restore on delete); the agent SIGKILLed and restarted while the pod runs, then the delete still
+restores; two pods sharing one NIC in macvlan mode get distinct pool addresses; a bad claim
+config is a pod Event naming the field; a host-network pod asking for a device is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from typing import Any
+
+import pytest
+from helpers import wait_for
+from localcluster import Cluster
+from localcluster import multinet as deployment
+from support import (
+    apply,
+    claim,
+    delete_pod,
+    events_for,
+    get,
+    host_link,
+    pod,
+    podnetwork,
+    wait_ready_network,
+    wait_running,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.root]
+
+
+def _checkpoint(cluster: Cluster) -> dict[str, Any]:
+    path = deployment.agent_state_dir(cluster) / "checkpoint.json"
+    return dict(json.loads(path.read_text()))
+
+
+def _network(cluster: Cluster, **parameters: Any) -> str:
+    name = f"e2e-{secrets.token_hex(3)}"
+    apply(cluster, podnetwork(name, **parameters))
+    wait_ready_network(cluster, name)
+    return name
+
+
+@pytest.fixture
+def network_cleanup(multinet: Cluster) -> Any:
+    names: list[str] = []
+    yield names
+    for name in names:
+        multinet.kubectl("delete", "podnetwork", name, "--ignore-not-found", "--wait=false")
+
+
+def _device_status(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        devices = get(cluster, "resourceclaim", name, namespace).get("status", {}).get("devices")
+        return devices if devices and "networkData" in devices[0] else None
+
+    return wait_for(ready, timeout=30, what=f"claim {namespace}/{name} status.devices")
+
+
+def test_pod_gets_the_interface_and_the_host_gets_it_back(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    nic = make_nic(prefix="e2e", addresses=("198.51.100.21/24", "198.51.100.22/24"), mtu=1400)
+    subprocess.run(
+        [
+            "ip",
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.51.100.1",
+            "dev",
+            nic.name,
+            "proto",
+            "static",
+        ],
+        check=True,
+    )
+    before = host_link(nic.name)
+    net = _network(multinet, interfaces={"names": [nic.name]}, interfaceName="data0", mtu=1300)
+    network_cleanup.append(net)
+
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+
+    shown = multinet.kubectl(
+        "exec", "-n", e2e_namespace, "app", "--", "ip", "addr", "show", "data0"
+    )
+    assert "198.51.100.21/24" in shown.stdout and "198.51.100.22/24" in shown.stdout
+    assert "mtu 1300" in shown.stdout
+    assert host_link(nic.name) is None  # the NIC left the host
+
+    (status,) = _device_status(multinet, e2e_namespace, "nic")
+    assert status["data"] == {"podNetwork": net}
+    assert status["networkData"]["interfaceName"] == "data0"
+    assert set(status["networkData"]["ips"]) == {"198.51.100.21/24", "198.51.100.22/24"}
+    assert before is not None
+    assert status["networkData"]["hardwareAddress"] == before["mac"]
+
+    claim_uid = get(multinet, "resourceclaim", "nic", e2e_namespace)["metadata"]["uid"]
+    prepared = _checkpoint(multinet)["claims"][claim_uid]
+    assert prepared["plans"][0]["pod_ifname"] == "data0"
+
+    annotation = get(multinet, "pod", "app", e2e_namespace)["metadata"]["annotations"]
+    entries = json.loads(annotation["k8s.v1.cni.cncf.io/network-status"])
+    assert any(e["interface"] == "data0" and e["name"] == net for e in entries)
+
+    delete_pod(multinet, e2e_namespace, "app")
+    after = wait_for(lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host")
+    assert after == before
+    wait_for(
+        lambda: claim_uid not in _checkpoint(multinet)["claims"],
+        timeout=60,
+        what="NodeUnprepareResources to drop the claim from the checkpoint",
+    )
+
+
+def test_restore_after_agent_sigkill_while_pod_runs(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    nic = make_nic(prefix="e2k", addresses=("198.51.100.31/24",))
+    before = host_link(nic.name)
+    net = _network(multinet, interfaces={"names": [nic.name]}, interfaceName="net1")
+    network_cleanup.append(net)
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+
+    deployment.restart_agent(multinet, kill=True)
+
+    delete_pod(multinet, e2e_namespace, "app")
+    after = wait_for(lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host")
+    assert after == before
+
+
+def test_two_pods_share_one_nic_in_macvlan_mode(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    parent = make_nic(prefix="e2m")
+    before = host_link(parent.name)
+    net = _network(
+        multinet,
+        interfaces={"names": [parent.name]},
+        mode="macvlan",
+        interfaceName="net1",
+        ipam={"type": "pool", "subnet": "10.250.7.0/29"},
+    )
+    network_cleanup.append(net)
+    for i in (1, 2):
+        apply(
+            multinet, claim(e2e_namespace, f"nic{i}", net), pod(e2e_namespace, f"app{i}", f"nic{i}")
+        )
+    for i in (1, 2):
+        wait_running(multinet, e2e_namespace, f"app{i}")
+    ips = []
+    for i in (1, 2):
+        (status,) = _device_status(multinet, e2e_namespace, f"nic{i}")
+        assert status["data"] == {"podNetwork": net}
+        assert status.get("shareID")
+        (ip,) = status["networkData"]["ips"]
+        shown = multinet.kubectl(
+            "exec", "-n", e2e_namespace, f"app{i}", "--", "ip", "addr", "show", "net1"
+        )
+        assert ip in shown.stdout
+        ips.append(ip)
+    assert len(set(ips)) == 2, ips
+    assert all(ip.startswith("10.250.7.") for ip in ips)
+    for i in (1, 2):
+        delete_pod(multinet, e2e_namespace, f"app{i}")
+    assert host_link(parent.name) == before
+
+
+def test_bad_claim_config_is_a_pod_event_naming_the_field(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    nic = make_nic(prefix="e2b")
+    net = _network(multinet, interfaces={"names": [nic.name]})
+    network_cleanup.append(net)
+    apply(
+        multinet,
+        claim(e2e_namespace, "nic", net, config={"interfaceName": "this-name-is-far-too-long"}),
+        pod(e2e_namespace, "app", "nic"),
+    )
+    message = wait_for(
+        lambda: next(
+            (m for m in events_for(multinet, e2e_namespace, "Pod", "app") if "interfaceName" in m),
+            None,
+        ),
+        timeout=60,
+        what="a pod Event about the claim config",
+    )
+    assert "nic" in message  # names the claim
+    assert get(multinet, "pod", "app", e2e_namespace)["status"]["phase"] == "Pending"
+    assert host_link(nic.name) is not None
+
+
+def test_host_network_pod_is_refused_with_a_clear_error(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    nic = make_nic(prefix="e2h", addresses=("198.51.100.41/24",))
+    before = host_link(nic.name)
+    net = _network(multinet, interfaces={"names": [nic.name]})
+    network_cleanup.append(net)
+    apply(
+        multinet,
+        claim(e2e_namespace, "nic", net),
+        pod(e2e_namespace, "app", "nic", host_network=True),
+    )
+    message = wait_for(
+        lambda: next(
+            (m for m in events_for(multinet, e2e_namespace, "Pod", "app") if "host network" in m),
+            None,
+        ),
+        timeout=90,
+        what="a pod Event refusing the host-network pod",
+    )
+    assert "hostNetwork" in message
+    assert host_link(nic.name) == before
