@@ -1,9 +1,10 @@
 """The plugin against a REAL containerd 2.1.9 with NRI enabled (a private instance per module).
 
 Cases: register + configure + synchronize (no pods) and containerd reports the plugin connected;
-containerd reassembles a request we split into 4096-byte frames, and drops a plugin that sends
-one larger frame (why the split exists); after containerd is stopped and started again the same
-plugin reconnects by itself, synchronizes again, and the handler keeps its state.
+containerd reassembles a request we split into 4096-byte frames, and never registers a plugin
+that sends one larger frame (its RegisterPlugin is not answered: why the split exists); after
+containerd is stopped and started again the same plugin reconnects by itself, synchronizes
+again, and the handler keeps its state.
 """
 
 from __future__ import annotations

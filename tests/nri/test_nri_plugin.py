@@ -95,7 +95,8 @@ async def test_slow_handler_is_answered_before_the_deadline_and_keeps_running() 
         answered = time.monotonic() - start
         assert err.value.code == DEADLINE_EXCEEDED
         assert "default/p" in err.value.message and "not finished within" in err.value.message
-        assert 1.6 < answered < 1.9, answered  # 2 s deadline minus the 0.25 s margin
+        # Budget: 2 s deadline minus the 0.25 s margin; the requirement is "before 2 s".
+        assert 1.6 < answered < 2.0, answered
         assert plugin.connected
         # The runtime then stops the pod: that handler runs only after the slow one finished
         # (1.25 s later), which still fits in Stop's own deadline.
