@@ -19,10 +19,10 @@ from .handle import (
     ClusterError,
     ComponentFailed,
     Say,
-    component_env,
     node_ip_default,
     node_name_default,
     start_and_wait,
+    start_components,
 )
 
 __all__ = ["COMPONENTS", "Cluster", "ClusterError", "ComponentFailed", "down", "up"]
@@ -183,6 +183,16 @@ def _running_and_ready(cluster: Cluster, grace: float = 60.0) -> bool:
     return True
 
 
+def _refuse_second_cluster(lay: L.Layout) -> None:
+    others = debris.foreign_kubelets(lay)
+    if others:
+        pid, root = others[0]
+        raise ClusterError(
+            f"another local cluster runs on this host (kubelet pid {pid}, --root-dir={root}); "
+            "only one fits (host-wide bridge, cgroups, ports): take that one down first"
+        )
+
+
 def up(state_dir: Path | str | None = None, *, say: Say = _quiet) -> Cluster:
     """Bring the cluster up (or find it up: then a no-op). Returns the handle; raises
     ComponentFailed / ClusterError with the failing component's log tail."""
@@ -194,6 +204,7 @@ def up(state_dir: Path | str | None = None, *, say: Say = _quiet) -> Cluster:
             say(f"cluster already up; kubeconfig: {cluster.kubeconfig}")
             return cluster
         started = time.monotonic()
+        _refuse_second_cluster(lay)
         say(f"cleaning previous state in {lay.root}")
         _stop_components(cluster, say)
         problems = debris.clean(lay)
@@ -219,9 +230,8 @@ def _bring_up(cluster: Cluster, say: Say) -> None:
     _prepare(cluster)
     debris.record_sysctls(lay)
     start_and_wait(cluster, [C.etcd(lay), C.containerd(lay)], say)
-    cluster.processes.start(
-        "kube-apiserver", C.kube_apiserver(lay, cluster.node_ip).argv, env=component_env()
-    )
+    # The apiserver takes seconds to start: import the images meanwhile.
+    start_components(cluster, [C.kube_apiserver(lay, cluster.node_ip)])
     refs = images.import_images(Path(C.binary("ctr")), lay.containerd_socket)
     say(f"  imported {', '.join(refs)}")
     start_and_wait(cluster, [C.kube_apiserver(lay, cluster.node_ip)], say)
@@ -253,6 +263,7 @@ def down(state_dir: Path | str | None = None, *, say: Say = _quiet) -> None:
         say("no cluster state; nothing to do")
         return
     with _locked(lay):
+        _refuse_second_cluster(lay)
         _stop_components(cluster, say)
         problems = debris.clean(lay)
         restored = debris.restore_sysctls(lay)

@@ -147,6 +147,22 @@ def orphan_pids(lay: L.Layout, keep: frozenset[int] = frozenset()) -> list[int]:
     return sorted(p for p in found if proc_start_time(p) is not None)
 
 
+def foreign_kubelets(lay: L.Layout) -> list[tuple[int, str]]:
+    """Kubelets of ANOTHER state dir. The bridge, the kubepods cgroups and cni-* netns are
+    host-wide names, so a second cluster's cleanup would wreck the first: refuse instead."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        argv = proc_cmdline(int(d.name))
+        if not argv or Path(argv[0]).name != "kubelet":
+            continue
+        roots = [a.split("=", 1)[1] for a in argv if a.startswith("--root-dir=")]
+        if roots and Path(roots[0]) != lay.kubelet_root:
+            found.append((int(d.name), roots[0]))
+    return found
+
+
 def kill_orphans(lay: L.Layout, keep: frozenset[int] = frozenset()) -> list[int]:
     pids = orphan_pids(lay, keep)
     if pids:

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import components as C
 from . import configs
 from . import layout as L
-from .processes import ProcessTable, proc_rss_kib
+from .processes import ProcessExited, ProcessTable, proc_rss_kib
 
 #: Start order; `down` stops in reverse. Anything else with a PID file is an extra process.
 COMPONENTS = (
@@ -269,15 +269,25 @@ def component_env(
     return env
 
 
+def start_components(cluster: Cluster, comps: list[C.Component]) -> None:
+    """Start those of `comps` not running yet (no waiting)."""
+    procs = cluster.processes
+    for comp in comps:
+        if not procs.alive(comp.name):
+            env = component_env(system_path=comp.system_path or _SYSTEM_PATH)
+            try:
+                procs.start(comp.name, comp.argv, env=env)
+            except ProcessExited:
+                log = procs.log_path(comp.name)
+                raise ComponentFailed(comp.name, log, procs.tail(comp.name), "exited") from None
+
+
 def start_and_wait(
     cluster: Cluster, comps: list[C.Component], say: Say, *, timeout: float | None = None
 ) -> None:
     """Start `comps` together and wait until all are ready; fail fast if one exits."""
     procs = cluster.processes
-    for comp in comps:
-        if not procs.alive(comp.name):
-            env = component_env(system_path=comp.system_path or _SYSTEM_PATH)
-            procs.start(comp.name, comp.argv, env=env)
+    start_components(cluster, comps)
     pending = {c.name: c for c in comps}
     started = time.monotonic()
     while pending:

@@ -84,6 +84,10 @@ def kill_pids(pids: Sequence[int], *, grace: float) -> None:
             return
 
 
+class ProcessExited(RuntimeError):
+    """The process was gone before its PID file could be written."""
+
+
 class ProcessTable:
     """The processes of one cluster, keyed by name."""
 
@@ -160,7 +164,7 @@ class ProcessTable:
             time.sleep(0.01)
         if start_time is None:
             tail = self.tail(log_name or name, 20)
-            raise RuntimeError(f"{name} exited immediately; see {log}\n{tail}")
+            raise ProcessExited(f"{name} exited immediately; see {log}\n{tail}")
         tmp = self._pid_path(name).with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": pid, "start_time": start_time, "argv": list(argv)}))
         tmp.replace(self._pid_path(name))

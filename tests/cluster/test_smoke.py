@@ -13,7 +13,9 @@ import secrets
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import localcluster
 import pytest
 from helpers import wait_for
 from kubernetes import client as k8s_client
@@ -232,3 +234,33 @@ def test_extra_process_is_managed_like_a_component(cluster: Cluster) -> None:
 
 def _alive(pid: int) -> bool:
     return proc_start_time(pid) is not None
+
+
+def test_pods_survive_a_containerd_restart(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_pod("survivor")))
+    wait_for(
+        lambda: _get(cluster, "pod", "survivor", "-n", namespace)["status"]["phase"] == "Running",  # type: ignore[index]
+        timeout=90,
+        what="pod survivor Running",
+    )
+    before = cluster.processes.pid("containerd")
+    cluster.restart_containerd()
+    assert cluster.processes.pid("containerd") not in (None, before)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(str(cluster.nri_socket))
+    out = cluster.kubectl("exec", "-n", namespace, "survivor", "--", "cat", "/proc/1/cmdline")
+    assert out.stdout.startswith("sleep")
+    wait_for(cluster.is_up, timeout=60, what="cluster healthy after the containerd restart")
+
+
+def test_a_second_state_dir_is_refused_while_the_cluster_runs(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Bridge, kubepods cgroups and ports are host-wide: another state dir's up/down would wreck
+    # the running cluster, so both refuse and name the running kubelet.
+    (tmp_path / "second").mkdir()
+    for action in (localcluster.up, localcluster.down):
+        with pytest.raises(localcluster.ClusterError, match="another local cluster runs"):
+            action(tmp_path / "second")
+    assert cluster.is_up()
