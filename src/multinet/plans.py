@@ -8,7 +8,7 @@ back when the pod goes, so StopPodSandbox needs nothing but the plan.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,6 +103,9 @@ class Attachment(_Frozen):
     # The host-side state read just before the move (host-device): what detach restores when set,
     # fresher than the prepare-time `plan.host`.
     host: HostState | None = None
+    # host-device: the link's facts as last published before it moved (multinet.devices.facts),
+    # so the device stays advertised while away, also after an agent restart.
+    link: dict[str, Any] | None = None
 
 
 class AgentState(BaseModel):

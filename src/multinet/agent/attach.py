@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from multinet.agent import metrics
 from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
+from multinet.devices.facts import to_facts
+from multinet.devices.model import Link
 from multinet.errors import AttachError
 from multinet.plans import Attachment, AttachPlan
 from multinet.status import DeviceOutcome
@@ -31,13 +34,28 @@ def _describe(plan: AttachPlan) -> str:
     return f"claim {plan.claim} request {plan.request} device {plan.device}"
 
 
+def _unknown(device: str) -> Link | None:
+    return None
+
+
 class Attacher:
     """Moves (or creates) the interfaces a pod's claims were prepared with."""
 
-    def __init__(self, *, store: StateStore, mover: InterfaceMover, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        mover: InterfaceMover,
+        reporter: Reporter,
+        published: Callable[[str], Link | None] = _unknown,
+    ) -> None:
         self._store = store
         self._mover = mover
         self._reporter = reporter
+        # The host link a device name was last published with (an in-memory lookup, cheap
+        # enough for the hook). Recorded with a host-device attachment so the device stays
+        # advertised while it is in the pod, across agent restarts too.
+        self._published = published
 
     async def run_pod_sandbox(self, pod: PodInfo) -> None:
         plans = self._store.state.plans_for_pod(pod.uid)
@@ -68,9 +86,17 @@ class Attacher:
     async def _attach_all(self, pod: PodInfo, plans: list[AttachPlan]) -> None:
         assert pod.netns
         netns = pod.netns
+        links = self._links(plans)
         # Record intent first: a crash mid-attach leaves "attaching", which Synchronize rolls back.
         await self._store.record(
-            Attachment(plan_key=p.key, pod_uid=pod.uid, pod=pod.ref, netns=netns, phase="attaching")
+            Attachment(
+                plan_key=p.key,
+                pod_uid=pod.uid,
+                pod=pod.ref,
+                netns=netns,
+                phase="attaching",
+                link=links.get(p.key),
+            )
             for p in plans
         )
         results = await asyncio.gather(
@@ -107,6 +133,7 @@ class Attacher:
                 phase="attached",
                 pod_ifindex=r.ifindex,
                 host=r.host,
+                link=links.get(p.key),
             )
             for p, r in zip(plans, done, strict=True)
         )
@@ -129,6 +156,17 @@ class Attacher:
                 for p, r in zip(plans, done, strict=True)
             ],
         )
+
+    def _links(self, plans: list[AttachPlan]) -> dict[str, dict[str, Any]]:
+        """Published facts of the host-device NICs about to leave the host, by plan key."""
+        links: dict[str, dict[str, Any]] = {}
+        for plan in plans:
+            if plan.mode != "host-device":
+                continue  # a macvlan parent stays on the host
+            link = self._published(plan.device)
+            if link is not None:
+                links[plan.key] = to_facts(link)
+        return links
 
     async def _roll_back(self, pod: PodInfo, attached: list[AttachPlan]) -> None:
         assert pod.netns

@@ -28,6 +28,8 @@ from multinet.agent.release import Releaser
 from multinet.agent.report import StatusReporter
 from multinet.agent.settings import AgentSettings, settings_from_args
 from multinet.checkpoint import Checkpoint
+from multinet.devices.facts import from_facts
+from multinet.devices.model import Link
 from multinet.errors import MultinetError
 from multinet.kube.client import api_client
 from multinet.kube.ipam import Reservations
@@ -71,6 +73,19 @@ def _devices_in_pods(checkpoint: Checkpoint) -> set[str]:
     return away
 
 
+def _links_in_pods(checkpoint: Checkpoint) -> dict[str, Link]:
+    """The recorded host links of the NICs in pods, so they stay advertised after a restart."""
+    links: dict[str, Link] = {}
+    for key, attachment in checkpoint.state.attachments.items():
+        plan = checkpoint.plan(key)
+        if plan is None or plan.mode != "host-device" or attachment.link is None:
+            continue
+        link = from_facts(attachment.link)
+        if link is not None:
+            links[plan.device] = link
+    return links
+
+
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     checkpoint = Checkpoint.open(settings.state_dir)
     api = await api_client(settings.kubeconfig)
@@ -90,11 +105,14 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             networks=networks,
             publisher=publisher,
             away=lambda: _devices_in_pods(checkpoint),
+            away_links=lambda: _links_in_pods(checkpoint),
         )
         writer = StatusWriter(api)
         reporter = StatusReporter(writer)
         hooks = NriHooks(
-            attacher=Attacher(store=checkpoint, mover=mover, reporter=reporter),
+            attacher=Attacher(
+                store=checkpoint, mover=mover, reporter=reporter, published=publish.link_of
+            ),
             releaser=Releaser(store=checkpoint, mover=mover),
         )
         nri = NRIPlugin(

@@ -8,8 +8,10 @@ was pending, so a slow or restarting apiserver never builds a queue.
 
 Devices inside pods: a host-device NIC moved into a pod disappears from the host netns, but it
 is allocated and the pool must not flap, so devices named by ``away()`` (the agent's attachments)
-are kept in the slice with the facts last seen on the host. After an agent restart a device
-that was already away before the first snapshot is unknown until it comes back.
+are kept in the slice with the facts last seen on the host. Those facts also outlive the
+process: the attach hook records them (``link_of``) with the attachment in the checkpoint, and
+``away_links()`` hands them back, so after an agent restart a device that is already away is
+rebuilt from the record and stays in the slice.
 
 Time budget: none of this runs under the NRI deadline; netlink decoding happens on the
 inventory's thread, API calls are awaited.
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -67,6 +69,7 @@ class PublishLoop:
         networks: NetworkSource,
         publisher: Publisher,
         away: Callable[[], Collection[str]] = frozenset,
+        away_links: Callable[[], Mapping[str, Link]] = dict,
         initial_backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
     ) -> None:
@@ -74,6 +77,8 @@ class PublishLoop:
         self.networks = networks
         self.publisher = publisher
         self.away = away
+        #: Recorded links of away devices (device name -> link), for those not seen since start.
+        self.away_links = away_links
         self.initial_backoff_seconds = initial_backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         #: Set after the first successful publish (readiness).
@@ -85,13 +90,22 @@ class PublishLoop:
         self._wake = asyncio.Event()
         self._seen: dict[str, Link] = {}  # device name -> link last seen on the host
 
+    def link_of(self, device: str) -> Link | None:
+        """The host link ``device`` was last resolved from (what the slice advertises)."""
+        return self._seen.get(device)
+
     def devices(self, snapshot: HostSnapshot) -> Resolution:
         """Resolve ``snapshot`` against the current networks, keeping devices that are away."""
         names = naming.assign_names(snapshot.links)
         for link in snapshot.links:
             self._seen[names[link.index]] = link
         present = set(names.values())
-        away = [n for n in self.away() if n not in present and n in self._seen]
+        wanted = set(self.away())
+        missing = wanted - present - self._seen.keys()
+        if missing:  # away since before this process started: use what the attach recorded
+            recorded = self.away_links()
+            self._seen.update({n: recorded[n] for n in missing if n in recorded})
+        away = [n for n in wanted if n not in present and n in self._seen]
         if away:
             kept = tuple(
                 # Negative indexes cannot clash with the kernel's; topology no longer applies.
@@ -99,7 +113,7 @@ class PublishLoop:
                 for i, n in enumerate(sorted(away))
             )
             snapshot = replace(snapshot, links=snapshot.links + kept)
-        current = set(self.away()) | present
+        current = wanted | present
         self._seen = {n: link for n, link in self._seen.items() if n in current}
         return resolve(snapshot, self.networks.selectors)
 
