@@ -4,8 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 export MULTINET_CACHE ?= $(HOME)/.cache/multinet
+# The image the manifests in deploy/base name (a test keeps them equal).
+IMAGE ?= ghcr.io/multinet-dev/multinet:0.1.0
+KIND_CLUSTER ?= multinet
+KUBECTL ?= kubectl
 
 .PHONY: help venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench build clean
+.PHONY: image kind-up kind-load deploy kind-demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,7 +60,27 @@ proto-nri: venv ## regenerate the checked-in NRI/ttrpc code from src/multinet/nr
 	PYTHONPATH=src $(PY) -m multinet.nri.protogen
 
 build: venv ## wheel and sdist into dist/
-	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PY) -m build --outdir dist .
+
+image: ## docker build -t IMAGE (default the tag the manifests use; needs Docker)
+	docker build -t $(IMAGE) .
+
+kind-up: ## create the kind cluster "multinet" with NRI enabled (needs Docker and kind)
+	kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
+		kind create cluster --config hack/kind-config.yaml --name $(KIND_CLUSTER)
+
+kind-load: ## load IMAGE into the kind cluster's nodes
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+deploy: ## kubectl apply -k deploy/base to the current kubectl context
+	$(KUBECTL) apply -k deploy/base
+
+kind-demo: kind-up image kind-load ## kind cluster, image, deploy/base and deploy/samples
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) apply -k deploy/base
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) wait --for=condition=Established --timeout=60s \
+		crd/podnetworks.multinetwork.networking.k8s.io
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) apply -k deploy/samples
 
 clean: cluster-down ## remove everything the targets created in the checkout
 	rm -rf .cluster dist build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find src tests hack bench -name __pycache__ -type d -prune -exec rm -rf {} +
