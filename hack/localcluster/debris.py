@@ -26,6 +26,7 @@ NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CNI_CACHE = Path("/var/lib/cni/results")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
 #: The kubelet rewrites these (kernel defaults it wants); `down` puts the old values back.
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 _MNT_DETACH = 2
@@ -238,6 +239,19 @@ def remove_host_files(lay: L.Layout) -> None:
         for f in CONTAINER_LOG_LINKS.iterdir():
             if f.is_symlink() and _is_under(Path(os.readlink(f)), lay.pod_logs):
                 f.unlink(missing_ok=True)
+    # The kubelet's device-plugin socket path is fixed, whatever its --root-dir.
+    DEVICE_PLUGIN_SOCKET.unlink(missing_ok=True)
+    # Directories the kubelet and CNI create on first use; removed only when empty, so what
+    # anything else put there stays.
+    for d in (
+        CNI_CACHE,
+        CNI_CACHE.parent,
+        CONTAINER_LOG_LINKS,
+        DEVICE_PLUGIN_SOCKET.parent,
+        DEVICE_PLUGIN_SOCKET.parent.parent,
+    ):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def wipe_runtime_dirs(lay: L.Layout) -> None:

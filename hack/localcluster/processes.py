@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Logs are appended across restarts (a crash's story stays readable) and rotated past this size.
+_LOG_ROTATE_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class PidRecord:
@@ -139,6 +142,9 @@ class ProcessTable:
         self.pids_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path(log_name or name)
+        with contextlib.suppress(FileNotFoundError):
+            if log.stat().st_size > _LOG_ROTATE_BYTES:  # keep one previous generation
+                log.replace(log.with_name(log.name + ".1"))
         with log.open("a") as f:
             f.write(
                 f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}: {' '.join(argv)}\n"
