@@ -50,6 +50,7 @@ demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the
 
 bench: venv binaries ## benchmarks: attach latency and pod start-up figures
 	$(PY) bench/attach_latency.py
+	$(PY) bench/pod_startup.py
 
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
 	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen
