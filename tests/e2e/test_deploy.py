@@ -20,6 +20,7 @@ from typing import Any
 
 import manifests
 import pytest
+import support
 import yaml
 from localcluster import Cluster
 from localcluster import multinet as deployment
@@ -329,3 +330,28 @@ def test_agent_cannot_delete_nodes_or_pods(multinet: Cluster, agent_kubeconfig: 
         proc = kubectl(agent_kubeconfig, *args, "--dry-run=server")
         assert proc.returncode != 0 and "Forbidden" in proc.stderr, proc.stderr
     assert multinet.node_is_ready()
+
+
+def test_agent_may_annotate_only_pods_on_its_own_node_and_never_relabel_them(
+    multinet: Cluster, agent_kubeconfig: Path, e2e_namespace: str
+) -> None:
+    here = support.pod(e2e_namespace, "on-this-node", None)
+    here["spec"]["nodeName"] = multinet.node_name
+    nowhere = support.pod(e2e_namespace, "unscheduled", None)
+    nowhere["spec"]["nodeSelector"] = {"multinet.dev/no-such-node": "true"}
+    support.apply(multinet, here, nowhere)
+
+    def as_agent(*args: str) -> subprocess.CompletedProcess[str]:
+        return kubectl(agent_kubeconfig, "-n", e2e_namespace, *args, "--dry-run=server")
+
+    ok = as_agent("annotate", "pod", "on-this-node", "k8s.v1.cni.cncf.io/network-status=[]")
+    assert ok.returncode == 0, ok.stderr
+    elsewhere = as_agent("annotate", "pod", "unscheduled", "k8s.v1.cni.cncf.io/network-status=[]")
+    assert elsewhere.returncode != 0
+    assert "ValidatingAdmissionPolicy 'multinet-node-agent-own-pods'" in elsewhere.stderr
+    assert (
+        f"the multinet node agent of node {multinet.node_name} may only update pods on its own node"
+    ) in elsewhere.stderr
+    relabel = as_agent("label", "pod", "on-this-node", "app=hijacked")
+    assert relabel.returncode != 0
+    assert "the multinet node agent may not change pod labels" in relabel.stderr
