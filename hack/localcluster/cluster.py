@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,8 +46,11 @@ def _locked(lay: L.Layout) -> Iterator[None]:
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write with `mode` from the first byte (kubeconfigs hold private keys)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     path.chmod(mode)
 
 
