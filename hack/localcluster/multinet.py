@@ -143,14 +143,19 @@ def _failure(cluster: Cluster, name: str, why: str) -> str:
     return f"{name} {why}; log {log}:\n{cluster.processes.tail(name, 25)}"
 
 
-def restart_agent(cluster: Cluster, *, kill: bool = False) -> None:
-    """Stop (or SIGKILL) the agent and start it again; returns once it is ready."""
+def stop_agent(cluster: Cluster, *, kill: bool = False) -> None:
+    """Stop the agent (SIGTERM), or SIGKILL it like a crash: sockets and state stay behind."""
     pid = cluster.processes.pid(AGENT)
     if kill and pid is not None:
         os.kill(pid, signal.SIGKILL)
         wait_gone([pid], timeout=10)
     else:
         cluster.stop_process(AGENT)
+
+
+def restart_agent(cluster: Cluster, *, kill: bool = False) -> None:
+    """Stop (or SIGKILL) the agent and start it again; returns once it is ready."""
+    stop_agent(cluster, kill=kill)
     start_agent(cluster)
     wait_agent_ready(cluster)
 

@@ -219,3 +219,41 @@ def test_host_network_pod_is_refused_with_a_clear_error(
     )
     assert "hostNetwork" in message
     assert host_link(nic.name) == before
+
+
+def test_pod_deleted_while_the_agent_is_down_releases_the_claim(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    """StopPodSandbox is missed; the netns dies with the veth inside (the kernel deletes a
+    virtual device with its netns). Back up, the agent reports the device gone, forgets the
+    attachment and lets the claim be unprepared, so the pod's deletion completes."""
+    nic = make_nic(prefix="e2d", addresses=("198.51.100.51/24",))
+    net = _network(multinet, interfaces={"names": [nic.name]}, interfaceName="net1")
+    network_cleanup.append(net)
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+    claim_uid = get(multinet, "resourceclaim", "nic", e2e_namespace)["metadata"]["uid"]
+
+    deployment.stop_agent(multinet, kill=True)
+    try:
+        multinet.kubectl("delete", "pod", "app", "-n", e2e_namespace, "--wait=false")
+        wait_for(
+            lambda: host_link(nic.peer) is None,
+            timeout=60,
+            what="the pod's netns (with the veth inside) to be torn down",
+        )
+    finally:
+        deployment.start_agent(multinet)
+        deployment.wait_agent_ready(multinet)
+
+    wait_for(
+        lambda: (
+            "NotFound"
+            in multinet.kubectl("get", "pod", "app", "-n", e2e_namespace, check=False).stderr
+        ),
+        timeout=120,
+        what="the pod to be deleted (its claim unprepared)",
+    )
+    state = _checkpoint(multinet)
+    assert claim_uid not in state["claims"]
+    assert not [a for a in state["attachments"].values() if a["pod"] == f"{e2e_namespace}/app"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from multinet.agent import metrics
 from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
+from multinet.agent.release import netns_gone
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
 from multinet.errors import AttachError
@@ -186,7 +187,8 @@ class Attacher:
     async def synchronize(self, pods: Iterable[PodInfo]) -> None:
         """After a (re)connect: reconcile the checkpoint with the pods that really exist.
 
-        - attachments of pods that no longer exist: their netns is gone; recover what can be.
+        - attachments of pods that no longer exist, or whose netns is gone (stopped while we
+          were away): recover what can be.
         - attachments left "attaching" by a crash: roll back, then attach again.
         - pods with plans but no attachment (the agent was down when they started): attach now.
         """
@@ -198,7 +200,7 @@ class Attacher:
             if plan is None:
                 await self._store.forget([key])
                 continue
-            if pod is None or pod.netns != att.netns:
+            if pod is None or pod.netns != att.netns or netns_gone(att.netns):
                 outcome = await self._mover.recover(plan, att)
                 log.warning(
                     "pod went away while the agent was down: %s",

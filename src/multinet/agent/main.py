@@ -109,11 +109,12 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         )
         writer = StatusWriter(api)
         reporter = StatusReporter(writer)
+        releaser = Releaser(store=checkpoint, mover=mover)
         hooks = NriHooks(
             attacher=Attacher(
                 store=checkpoint, mover=mover, reporter=reporter, published=publish.link_of
             ),
-            releaser=Releaser(store=checkpoint, mover=mover),
+            releaser=releaser,
         )
         nri = NRIPlugin(
             hooks,
@@ -130,6 +131,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             devices=PublishedDevices(publish),
             reservations=Reservations(api),
             read_host=read_host_state,
+            reclaim=releaser.reclaim_orphans,
         )
         kubelet = KubeletPlugin(preparer=preparer, kubelet_root=settings.kubelet_root)
 

@@ -73,6 +73,8 @@ class Reserver(Protocol):
 
 
 HostReader = Callable[[str], Awaitable[HostState]]
+#: Gives back interfaces of these plan keys whose pod netns is already gone (see release.py).
+Reclaimer = Callable[[Iterable[str]], Awaitable[None]]
 
 
 def _kind(exc: BaseException) -> str:
@@ -99,8 +101,10 @@ class ClaimPreparer:
         devices: DeviceDirectory,
         reservations: Reserver,
         read_host: HostReader,
+        reclaim: Reclaimer | None = None,
     ) -> None:
         self._node = node_name
+        self._reclaim = reclaim
         self._checkpoint = checkpoint
         self._lookups = lookups
         self._devices = devices
@@ -295,6 +299,9 @@ class ClaimPreparer:
         if known is None:
             return  # never prepared here, or already unprepared
         keys = {p.key for p in known.plans}
+        if self._reclaim is not None:
+            await self._reclaim(keys)
+            state = self._checkpoint.state
         stuck = [a for k, a in state.attachments.items() if k in keys]
         if stuck:
             # Dropping the plans now would lose what the host interface must be restored to.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Iterable
 
 from multinet.agent import metrics
 from multinet.agent.ports import InterfaceMover, PodInfo, StateStore
@@ -63,7 +65,26 @@ class Releaser:
 
     async def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """The netns is gone: whatever is still recorded for the pod is recovered or reported."""
-        for key in self._attachments(pod):
+        await self._recover(self._attachments(pod))
+
+    async def reclaim_orphans(self, keys: Iterable[str]) -> None:
+        """Recover attachments whose pod netns no longer exists.
+
+        The agent can miss StopPodSandbox (it was restarted, or containerd was) and the sandbox
+        may then be torn down before any Remove reaches us; NodeUnprepareResources calls this so
+        such a claim is released instead of waiting forever for an interface that is not coming.
+        """
+        await self._recover(
+            [
+                k
+                for k in keys
+                if k in self._store.state.attachments
+                and netns_gone(self._store.state.attachments[k].netns)
+            ]
+        )
+
+    async def _recover(self, keys: list[str]) -> None:
+        for key in keys:
             att = self._store.state.attachments[key]
             plan = self._store.plan(key)
             if plan is not None:
@@ -78,3 +99,8 @@ class Releaser:
                     extra={"pod": att.pod, "podUID": att.pod_uid, "device": plan.device},
                 )
             await self._store.forget([key])
+
+
+def netns_gone(path: str) -> bool:
+    """True once the runtime removed the pod's netns (its bind-mount file is deleted with it)."""
+    return not os.path.exists(path)
