@@ -12,8 +12,9 @@ release deletes only objects held by the given claim (a UID precondition guards 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +122,10 @@ class Reservations:
 
     async def list_network(self, network: str) -> list[dict[str, Any]]:
         try:
-            result = await self._objects.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, field_selector=f"spec.network={network}"
+            result = await _retry_busy(
+                lambda: self._objects.list_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, field_selector=f"spec.network={network}"
+                )
             )
         except ApiException as exc:
             raise AllocationError(
@@ -192,6 +195,21 @@ async def _delete(objects: client.CustomObjectsApi, name: str, uid: str) -> bool
         if exc.status in (404, 409):
             return False
         raise AllocationError(f"cannot delete IP reservation {name}: {_reason(exc)}") from exc
+
+
+async def _retry_busy(call: Callable[[], Awaitable[Any]], attempts: int = 5) -> Any:
+    """Retry an API call the server answered with 429 or 5xx (a restarting apiserver answers
+    429 until its watch cache is built): a prepare should not fail on a second's hiccup."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except ApiException as exc:
+            if attempt == attempts or not (exc.status == 429 or (exc.status or 0) >= 500):
+                raise
+        await asyncio.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
 
 
 def _reason(exc: ApiException) -> str:
