@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         cluster = Cluster.load()
         if args.cmd == "status":
             return _status(cluster)
-        names = [args.component] if args.component else [r[0] for r in cluster.status_rows()]
+        known = [r[0] for r in cluster.status_rows()]
+        if args.component and not cluster.processes.log_path(args.component).exists():
+            _say(f"no log for {args.component!r}; known: {', '.join(known)}")
+            return 1
+        names = [args.component] if args.component else known
         for name in names:
             print(f"==> {cluster.processes.log_path(name)} <==")
             print(cluster.processes.tail(name, args.n))
