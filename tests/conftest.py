@@ -2,8 +2,9 @@
 veth "NICs" on the node.
 
 The cluster is shared: a running healthy cluster is reused; otherwise this session starts one and,
-unless MULTINET_KEEP_CLUSTER is set, stops it at the end, but only if no other test session still
-holds it (each session keeps a shared flock on <state>/users.lock while it runs).
+unless MULTINET_KEEP_CLUSTER is set or someone ran `python -m localcluster up` meanwhile (the
+<state>/keep marker), stops it at the end, but only if no other test session still holds it
+(each session keeps a shared flock on <state>/users.lock while it runs).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def cluster() -> Iterator[Cluster]:
             yield started
         finally:
             fcntl.flock(users, fcntl.LOCK_UN)
-            if started.started_here and not os.environ.get("MULTINET_KEEP_CLUSTER"):
+            kept = os.environ.get("MULTINET_KEEP_CLUSTER") or started.layout.keep_file.exists()
+            if started.started_here and not kept:
                 try:
                     fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -25,7 +25,8 @@ API for other code (tests, the demo, deployment code)::
 
     from localcluster import Cluster, up, down
 
-    cluster = up(say=print)             # start, or find running and healthy (then a no-op)
+    cluster = up(say=print)             # start, or find running and healthy (then a no-op);
+                                        # keep=True: test sessions never stop it (CLI, make)
     cluster = Cluster.load()            # a handle on the cluster in the state dir (up or not)
     cluster.kubeconfig: Path            # admin kubeconfig (<repo>/.cluster/kubeconfig)
     cluster.node_name: str              # the node's name (the hostname)

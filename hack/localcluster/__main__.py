@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "up":
-            cluster = up(say=_say)
+            cluster = up(say=_say, keep=True)
             print(cluster.kubeconfig)
             return 0
         if args.cmd == "down":

@@ -197,12 +197,17 @@ def _refuse_second_cluster(lay: L.Layout) -> None:
         )
 
 
-def up(state_dir: Path | str | None = None, *, say: Say = _quiet) -> Cluster:
+def up(state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = False) -> Cluster:
     """Bring the cluster up (or find it up: then a no-op). Returns the handle; raises
-    ComponentFailed / ClusterError with the failing component's log tail."""
+    ComponentFailed / ClusterError with the failing component's log tail.
+
+    keep=True (a human asked: the CLI, `make cluster-up`) marks the cluster so that the test
+    session that started it does not stop it at its end; only `down` clears the mark."""
     cluster = Cluster.load(state_dir)
     lay = cluster.layout
     with _locked(lay):
+        if keep:
+            lay.keep_file.touch()
         cluster = Cluster.load(state_dir)
         if _running_and_ready(cluster):
             say(f"cluster already up; kubeconfig: {cluster.kubeconfig}")
@@ -274,6 +279,7 @@ def down(state_dir: Path | str | None = None, *, say: Say = _quiet) -> None:
         if restored:
             say(f"  restored sysctls {restored}")
         lay.info_file.unlink(missing_ok=True)
+        lay.keep_file.unlink(missing_ok=True)
         lay.repo_kubeconfig.unlink(missing_ok=True)
         if problems:
             raise ClusterError("down left debris: " + "; ".join(problems))

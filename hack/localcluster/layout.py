@@ -78,6 +78,12 @@ class Layout:
         return self.root / "users.lock"
 
     @property
+    def keep_file(self) -> Path:
+        """Present when someone asked for the cluster by hand (`python -m localcluster up`):
+        test sessions then leave it running at their end. Removed by `down`."""
+        return self.root / "keep"
+
+    @property
     def info_file(self) -> Path:
         """cluster.json: node name, node IP, apiserver URL of the running cluster."""
         return self.root / "cluster.json"
