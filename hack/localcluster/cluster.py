@@ -147,10 +147,8 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float, cluster: Clu
     while not predicate():
         for name in COMPONENTS:
             if not cluster.processes.alive(name):
-                procs = cluster.processes
-                raise ComponentFailed(
-                    name, procs.log_path(name), procs.tail(name), f"exited while waiting for {what}"
-                )
+                why = f"exited while waiting for {what}"
+                raise ComponentFailed.from_log(cluster.processes, name, why)
         if time.monotonic() > deadline:
             raise ClusterError(
                 f"timed out after {timeout:.0f} s waiting for {what}; logs in {cluster.log_dir}"

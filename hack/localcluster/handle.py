@@ -43,6 +43,11 @@ class ComponentFailed(ClusterError):
         self.name, self.log, self.tail = name, log, tail
         super().__init__(f"{name} {why}; last lines of {log}:\n{tail}")
 
+    @classmethod
+    def from_log(cls, procs: ProcessTable, name: str, why: str) -> ComponentFailed:
+        """With the lines `name` logged since its last start."""
+        return cls(name, procs.log_path(name), procs.tail(name, this_run=True), why)
+
 
 def _quiet(_: str) -> None:
     pass
@@ -278,8 +283,7 @@ def start_components(cluster: Cluster, comps: list[C.Component]) -> None:
             try:
                 procs.start(comp.name, comp.argv, env=env)
             except ProcessExited:
-                log = procs.log_path(comp.name)
-                raise ComponentFailed(comp.name, log, procs.tail(comp.name), "exited") from None
+                raise ComponentFailed.from_log(procs, comp.name, "exited") from None
 
 
 def start_and_wait(
@@ -293,15 +297,11 @@ def start_and_wait(
     while pending:
         for name, comp in list(pending.items()):
             if not procs.alive(name):
-                raise ComponentFailed(name, procs.log_path(name), procs.tail(name), "exited")
+                raise ComponentFailed.from_log(procs, name, "exited")
             if comp.ready():
                 say(f"  {name} ready after {time.monotonic() - started:.1f} s")
                 del pending[name]
             elif time.monotonic() - started > (timeout or comp.start_timeout):
-                raise ComponentFailed(
-                    name,
-                    procs.log_path(name),
-                    procs.tail(name),
-                    f"not ready after {timeout or comp.start_timeout:.0f} s",
-                )
+                limit = timeout or comp.start_timeout
+                raise ComponentFailed.from_log(procs, name, f"not ready after {limit:.0f} s")
         time.sleep(0.2)

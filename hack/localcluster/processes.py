@@ -20,6 +20,8 @@ from pathlib import Path
 
 #: Logs are appended across restarts (a crash's story stays readable) and rotated past this size.
 _LOG_ROTATE_BYTES = 64 * 1024 * 1024
+#: Written before each start, so a failure report shows only the current run's lines.
+_START_MARK = "====="
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,8 @@ class ProcessTable:
             if log.stat().st_size > _LOG_ROTATE_BYTES:  # keep one previous generation
                 log.replace(log.with_name(log.name + ".1"))
         with log.open("a") as f:
-            f.write(
-                f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}: {' '.join(argv)}\n"
-            )
+            now = time.strftime("%Y-%m-%dT%H:%M:%S")
+            f.write(f"\n{_START_MARK} {now} starting {name}: {' '.join(argv)}\n")
         full_env = dict(os.environ if env is None else env)
         full_env["_MNLC_LOG"] = str(log)
         # The inner process is a child of this short-lived sh: init adopts it when sh exits.
@@ -183,7 +184,8 @@ class ProcessTable:
             kill_pids([pid], grace=grace)
         self._pid_path(name).unlink(missing_ok=True)
 
-    def tail(self, name: str, lines: int = 30) -> str:
+    def tail(self, name: str, lines: int = 30, *, this_run: bool = False) -> str:
+        """The last `lines` of the log; with this_run, none from before the last start."""
         path = self.log_path(name)
         try:
             with path.open("rb") as f:
@@ -193,4 +195,9 @@ class ProcessTable:
                 data = f.read().decode(errors="replace")
         except FileNotFoundError:
             return f"(no log at {path})"
-        return "\n".join(data.splitlines()[-lines:])
+        all_lines = data.splitlines()
+        if this_run:
+            starts = [i for i, line in enumerate(all_lines) if line.startswith(_START_MARK)]
+            if starts:
+                all_lines = all_lines[starts[-1] :]
+        return "\n".join(all_lines[-lines:])

@@ -149,9 +149,12 @@ def test_a_reused_pid_is_not_mistaken_for_ours(tmp_path: Path) -> None:
 
 def test_a_component_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
     cluster = Cluster(L.Layout(tmp_path), "node-a", "192.0.2.9")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "broken.log").write_text("===== earlier start\nan old run's line\n")
     broken = Component("broken", ["sh", "-c", "echo cannot bind 12379 >&2; exit 3"], lambda: False)
     with pytest.raises(ComponentFailed) as err:
         start_and_wait(cluster, [broken], lambda _: None, timeout=20)
     assert err.value.name == "broken"
     assert err.value.log == tmp_path / "logs" / "broken.log"
     assert "cannot bind 12379" in str(err.value) and str(err.value.log) in str(err.value)
+    assert "an old run's line" not in str(err.value)
