@@ -257,3 +257,37 @@ def test_pod_deleted_while_the_agent_is_down_releases_the_claim(
     state = _checkpoint(multinet)
     assert claim_uid not in state["claims"]
     assert not [a for a in state["attachments"].values() if a["pod"] == f"{e2e_namespace}/app"]
+
+
+def test_attach_failure_fails_the_sandbox_naming_claim_and_device(
+    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+) -> None:
+    """A route whose gateway is not reachable from the pod's addresses: the kernel refuses it
+    inside the pod, the sandbox fails with our message, and the NIC is back on the host."""
+    nic = make_nic(prefix="e2f", addresses=("198.51.100.61/24",))
+    before = host_link(nic.name)
+    net = _network(
+        multinet,
+        interfaces={"names": [nic.name]},
+        routes=[{"destination": "203.0.113.0/24", "gateway": "10.99.0.1"}],
+    )
+    network_cleanup.append(net)
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    message = wait_for(
+        lambda: next(
+            (
+                m
+                for m in events_for(multinet, e2e_namespace, "Pod", "app")
+                if "unreachable" in m.lower()
+            ),
+            None,
+        ),
+        timeout=90,
+        what="a FailedCreatePodSandBox Event with the attach error",
+    )
+    assert f"claim {e2e_namespace}/nic" in message
+    assert nic.name in message  # the device
+    assert get(multinet, "pod", "app", e2e_namespace)["status"]["phase"] == "Pending"
+    # The kubelet keeps retrying the sandbox (each try moves the NIC in and back): stop it first.
+    delete_pod(multinet, e2e_namespace, "app")
+    assert host_link(nic.name) == before
