@@ -205,4 +205,11 @@ class Layout:
             self.run,
             self.cni_ipam_dir,
             self.accounts,
+            # The node agent's checkpoint names claims of this etcd: stale once etcd is wiped.
+            self.agent_state,
         ]
+
+    @property
+    def agent_state(self) -> Path:
+        """The multinet node agent's --state-dir when localcluster.multinet runs it."""
+        return self.root / "multinet"

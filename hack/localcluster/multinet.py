@@ -53,7 +53,7 @@ def _kubectl() -> Path:
 
 
 def agent_state_dir(cluster: Cluster) -> Path:
-    return cluster.state_dir / "multinet"
+    return cluster.layout.agent_state
 
 
 def apply_manifests(cluster: Cluster) -> None:
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "deploy":
-            cluster = up(say=print)
+            cluster = up(say=print, keep=True)  # like `localcluster up`: test sessions keep it
             deploy(cluster)
             print(f"kubeconfig: {cluster.kubeconfig}")
         else:

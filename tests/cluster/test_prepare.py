@@ -206,7 +206,9 @@ async def test_a_claim_the_scheduler_allocated_becomes_a_checkpointed_plan(
                 "selectors": [
                     {
                         "cel": {
+                            # The real agent's devices lack testTag: test for it first.
                             "expression": 'device.driver == "multinet.dev" && '
+                            '"testTag" in device.attributes["multinet.dev"] && '
                             f'device.attributes["multinet.dev"].testTag == "{tag}"'
                         }
                     }

@@ -166,7 +166,10 @@ async def test_slices_carry_the_nic_with_attributes_and_the_node_as_owner(
                 "controller": True,
             }
         ]
-    # Nothing changes -> nothing is written (a resync publishes the same content).
+    # Nothing changes -> nothing is written (a resync publishes the same content). Publish once
+    # first: the new NIC's late link events (carrier, IPv6 link-local) may still be in flight.
+    await agent.loop.publish_once()
+    items = our_slices(k8s_api, cluster.node_name)
     versions = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in items}
     writes = agent.publisher.writes
     plan = await agent.loop.publish_once()
