@@ -69,7 +69,8 @@ def _python() -> str:
     return sys.executable
 
 
-def start_controller(cluster: Cluster) -> None:
+def start_controller(cluster: Cluster, *extra_args: str) -> Path:
+    """Start `multinet controller` under its own service account; returns its kubeconfig."""
     kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, CONTROLLER)
     cluster.start_process(
         CONTROLLER,
@@ -82,8 +83,10 @@ def start_controller(cluster: Cluster) -> None:
             str(kubeconfig),
             "--health-port",
             str(CONTROLLER_HEALTH_PORT),
+            *extra_args,
         ],
     )
+    return kubeconfig
 
 
 def start_agent(cluster: Cluster) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import pathlib
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from helpers import wait_for
 from localcluster import Cluster
+from localcluster import multinet as deployment
 
 DEPLOY = pathlib.Path(__file__).parents[2] / "deploy" / "base"
 CONTROLLER_PROCESS = "multinet-controller"
@@ -76,22 +76,14 @@ def _wait_until_reconciling(cluster: Cluster) -> None:
 def multinet_controller(cluster: Cluster) -> Iterator[ControllerProcess]:
     """The controller, running with its own RBAC identity and leading (holding the Lease)."""
     apply_controller_manifests(cluster)
-    kubeconfig = cluster.service_account_kubeconfig("multinet-system", "multinet-controller")
     log = cluster.log_dir / f"{CONTROLLER_PROCESS}.log"
     started = False
-    if not cluster.processes.alive(CONTROLLER_PROCESS):
-        cluster.start_process(
-            CONTROLLER_PROCESS,
-            [
-                sys.executable,
-                "-m",
-                "multinet",
-                "controller",
-                f"--kubeconfig={kubeconfig}",
-                "--health-port=0",
-                "--recheck-interval=2",
-                "--log-level=debug",
-            ],
+    if cluster.processes.alive(CONTROLLER_PROCESS):
+        kubeconfig = cluster.service_account_kubeconfig("multinet-system", "multinet-controller")
+    else:
+        # Started exactly as `make cluster-up` starts it, checking deletions more often.
+        kubeconfig = deployment.start_controller(
+            cluster, "--recheck-interval=2", "--log-level=debug"
         )
         started = True
     _wait_until_reconciling(cluster)
