@@ -9,7 +9,7 @@ IMAGE ?= ghcr.io/multinet-dev/multinet:0.1.0
 KIND_CLUSTER ?= multinet
 KUBECTL ?= kubectl
 
-.PHONY: help venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench build clean
+.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench build clean
 .PHONY: image kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -21,9 +21,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
+deps: ## install the Debian packages the cluster and tests need (root; fast when present)
+	hack/install-deps.sh
+
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies
 
-binaries: ## build or reuse the cached Kubernetes, etcd and containerd binaries
+binaries: deps ## build or reuse the cached Kubernetes, etcd and containerd binaries
 	hack/build-binaries.sh
 
 lint: venv ## ruff lint and format check
