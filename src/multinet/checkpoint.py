@@ -1,13 +1,34 @@
-"""Adapter: the node agent's state file (one per node), written atomically.
+"""Adapter: the node agent's state file (one per node), written atomically, with group commit.
 
-Write protocol: serialise to `<file>.tmp`, fsync it, rename over the file, fsync the directory,
-so a crash leaves either the old or the new content, never a torn file. Writes run in a worker
-thread (fsync can take milliseconds) and an asyncio lock serialises writers.
+Write protocol: serialise the whole `AgentState` to `<file>.tmp`, fsync it, rename over the
+file, fsync the directory, so a crash leaves either the old or the new content, never a torn
+file. Serialising and writing run in a worker thread (two fsyncs take milliseconds).
 
-Mutations go through `update()`: callers change a draft (a shallow copy; the values are frozen
-models) and the draft becomes the current state only once it is on disk. A failed write leaves
-both the file and the in-memory state as they were, so nothing is ever acknowledged that a
-restart would forget.
+Mutations go through `update()` (and `record()` / `forget()`, which use it): the caller changes
+a draft (a shallow copy; the values are frozen models) and the draft becomes `state` only once
+it is on disk.
+
+Why group commit: one write costs ~16 ms (p50; ~36 ms p90 at 63 KB under load), so writing once
+per change makes a burst of N prepares and NRI hooks wait up to N writes in one queue. Instead,
+changes are applied to the draft one after another (in arrival order, serialised by a lock that
+covers only the caller's block, not the write), and a single writer task persists the newest
+draft: every change applied while a write is in flight is carried together by the ONE next
+write. A burst of N changes therefore costs about two writes instead of N.
+
+The exact guarantee:
+- `update()` returns only once a write containing the caller's change (and every change applied
+  before it) is durable; `state` then includes it. Nothing is acknowledged that a restart would
+  forget.
+- Changes are applied in order, each on top of all earlier ones; a write never contains a change
+  without all the changes applied before it.
+- A failed write (I/O error, or a state that cannot be serialised) raises CheckpointError in
+  every caller whose change it carried, and also in every caller whose change was applied while
+  it was in flight, since those drafts were built on top of the failed changes. The file and
+  `state` stay as they were before all these changes, and the next `update()` starts from that
+  state again.
+- An exception inside the caller's block discards only that caller's change.
+- A caller cancelled while waiting for its write does not take its change back: it is already
+  part of the draft the later changes build on, so it is written (or fails) with its batch.
 
 A file that cannot be read (bad JSON, wrong shape, unknown version) is moved aside as
 `<file>.corrupt-<UTC timestamp>` with an ERROR log, and the agent starts from an empty state:
@@ -24,6 +45,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -36,16 +58,33 @@ log = logging.getLogger(__name__)
 FILENAME = "checkpoint.json"
 
 
-class Checkpoint:
-    """The current `AgentState` and its file. Create with `Checkpoint.open(state_dir)`."""
+@dataclass
+class _Change:
+    """One caller's applied change: the draft after it, and the caller waiting for its write."""
 
-    def __init__(self, path: Path, state: AgentState) -> None:
+    draft: AgentState
+    durable: asyncio.Future[None]
+
+
+class Checkpoint:
+    """The current `AgentState` and its file. Create with `Checkpoint.open(state_dir)`.
+
+    `max_batch` caps how many callers' changes one write may carry (0: no cap); 1 gives one
+    write per change, the behaviour before group commit, for comparisons.
+    """
+
+    def __init__(self, path: Path, state: AgentState, *, max_batch: int = 0) -> None:
         self.path = path
-        self._state = state
-        self._lock = asyncio.Lock()
+        self.max_batch = max_batch
+        self.writes = 0  # file writes done, successful or not (benchmarks, tests)
+        self._state = state  # what is on disk
+        self._head = state  # on disk + every applied change still waiting for its write
+        self._edit = asyncio.Lock()  # serialises the callers' blocks, never held during a write
+        self._queue: list[_Change] = []  # applied, not yet taken by a write, in order
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    def open(cls, state_dir: Path, filename: str = FILENAME) -> Checkpoint:
+    def open(cls, state_dir: Path, filename: str = FILENAME, *, max_batch: int = 0) -> Checkpoint:
         """Loads the state (blocking; call at start-up). Creates `state_dir` if needed."""
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +92,7 @@ class Checkpoint:
             raise CheckpointError(f"cannot create state directory {state_dir}: {exc}") from exc
         path = state_dir / filename
         path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a write cut short by a crash
-        return cls(path, load_state(path))
+        return cls(path, load_state(path), max_batch=max_batch)
 
     @property
     def state(self) -> AgentState:
@@ -63,19 +102,60 @@ class Checkpoint:
     @asynccontextmanager
     async def update(self) -> AsyncIterator[AgentState]:
         """`async with cp.update() as draft:` change `draft.claims` / `draft.attachments`;
-        on exit the draft is written and becomes the state. An exception inside the block
-        discards the draft; a failed write raises CheckpointError and discards it too."""
-        async with self._lock:
-            draft = self._state.model_copy(
-                update={
-                    "claims": dict(self._state.claims),
-                    "attachments": dict(self._state.attachments),
-                }
+        on exit the draft is queued for the next write and the caller waits until that write is
+        durable, then the draft is part of `state`. An exception inside the block discards the
+        draft; a failed write raises CheckpointError (see the module docstring for which callers
+        fail with it)."""
+        async with self._edit:
+            base = self._head
+            draft = base.model_copy(
+                update={"claims": dict(base.claims), "attachments": dict(base.attachments)}
             )
             yield draft
-            data = draft.model_dump_json(indent=1).encode()
-            await asyncio.to_thread(_write_atomically, self.path, data)
-            self._state = draft
+            if self._head is not base:
+                # Only a failed write moves the head under our feet: back to the state on disk.
+                raise CheckpointError(
+                    f"checkpoint {self.path} not written: a write failed while this change was "
+                    "being made on top of it; retry"
+                )
+            change = _Change(draft, asyncio.get_running_loop().create_future())
+            self._head = draft
+            self._queue.append(change)
+            if self._writer is None:
+                self._writer = asyncio.create_task(self._write_queued(), name="checkpoint-writer")
+        await change.durable
+
+    async def _write_queued(self) -> None:
+        """The one writer: persists the newest queued draft until the queue is empty."""
+        batch: list[_Change] = []
+        try:
+            while self._queue:
+                take = self.max_batch or len(self._queue)
+                batch, self._queue = self._queue[:take], self._queue[take:]
+                target = batch[-1].draft  # includes every earlier change in the batch
+                self.writes += 1
+                try:
+                    await asyncio.to_thread(_serialise_and_write, self.path, target)
+                except CheckpointError as exc:
+                    failed, self._queue = batch + self._queue, []
+                    self._head = self._state
+                    log.error(
+                        "checkpoint write failed; its changes and those made on top are dropped",
+                        extra={"path": str(self.path), "changes": len(failed), "error": str(exc)},
+                    )
+                    _settle(failed, exc)
+                    continue
+                self._state = target
+                _settle(batch, None)
+        except BaseException:
+            # Cancelled (shutdown) mid-write: whether the file changed is unknown, so nobody
+            # waiting is told yes, and later changes start again from the state known on disk.
+            failed, self._queue = batch + self._queue, []
+            self._head = self._state
+            _settle(failed, CheckpointError(f"checkpoint {self.path}: writer stopped"))
+            raise
+        finally:
+            self._writer = None
 
     # -- the attach side's StateStore (multinet.agent.ports) ------------------------------
 
@@ -132,6 +212,28 @@ def load_state(path: Path) -> AgentState:
             extra={"path": str(path), "moved_to": str(aside), "reason": str(exc)},
         )
         return AgentState()
+
+
+def _settle(changes: list[_Change], error: CheckpointError | None) -> None:
+    """Wakes the callers of these changes (a cancelled caller's future is already done)."""
+    for change in changes:
+        if change.durable.done():
+            continue
+        if error is None:
+            change.durable.set_result(None)
+        else:
+            mine = CheckpointError(str(error))  # one exception object per caller's traceback
+            mine.__cause__ = error
+            change.durable.set_exception(mine)
+
+
+def _serialise_and_write(path: Path, state: AgentState) -> None:
+    """Runs in a worker thread: `state` is never mutated once queued (later drafts are copies)."""
+    try:
+        data = state.model_dump_json(indent=1).encode()
+    except ValueError as exc:  # PydanticSerializationError, UnicodeEncodeError
+        raise CheckpointError(f"cannot serialise checkpoint {path}: {exc}") from exc
+    _write_atomically(path, data)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
