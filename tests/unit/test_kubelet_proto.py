@@ -46,3 +46,28 @@ def test_wire_names_match_the_kubelet() -> None:
         "share_id": 5,
     }
     assert "share_id" not in {f.name for f in dra_v1beta1_pb2.Device.DESCRIPTOR.fields}
+
+
+def test_health_wire_names_match_the_kubelet() -> None:
+    from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as health
+
+    service = health.DESCRIPTOR.services_by_name["DRAResourceHealth"]
+    assert service.full_name == "v1alpha1.DRAResourceHealth"
+    method = service.methods_by_name["NodeWatchResources"]
+    assert method.server_streaming and not method.client_streaming
+    assert method.output_type.full_name == "v1alpha1.NodeWatchResourcesResponse"
+
+    def numbers(message: str) -> dict[str, int]:
+        return {f.name: f.number for f in health.DESCRIPTOR.message_types_by_name[message].fields}
+
+    assert numbers("NodeWatchResourcesResponse") == {"devices": 1}
+    assert numbers("DeviceIdentifier") == {"pool_name": 1, "device_name": 2}
+    assert numbers("DeviceHealth") == {
+        "device": 1,
+        "health": 2,
+        "last_updated_time": 3,
+        "health_check_timeout_seconds": 4,
+        "message": 5,
+    }
+    status = health.DESCRIPTOR.enum_types_by_name["HealthStatus"]
+    assert {v.name: v.number for v in status.values} == {"UNKNOWN": 0, "HEALTHY": 1, "UNHEALTHY": 2}

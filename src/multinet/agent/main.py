@@ -37,6 +37,7 @@ from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
 from multinet.kube.slices import SlicePublisher
 from multinet.kube.status import StatusWriter
+from multinet.kubelet.health import DeviceHealthServicer
 from multinet.kubelet.server import KubeletPlugin
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
@@ -133,7 +134,11 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             read_host=read_host_state,
             reclaim=releaser.reclaim_orphans,
         )
-        kubelet = KubeletPlugin(preparer=preparer, kubelet_root=settings.kubelet_root)
+        kubelet = KubeletPlugin(
+            preparer=preparer,
+            kubelet_root=settings.kubelet_root,
+            health=DeviceHealthServicer(publish, pool=settings.node_name),
+        )
 
         def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
             task = asyncio.create_task(coro, name=name)

@@ -87,8 +87,16 @@ class PublishLoop:
         self.last_plan: slices.SlicePlan | None = None
         #: Monotonic time of the last successful publish.
         self.published_at = 0.0
+        #: Notified after a successful publish that changed the set of published device names
+        #: (the kubelet health stream, ``kubelet.health.DeviceSource``, waits on it).
+        self.devices_changed = asyncio.Condition()
+        self._published_names: frozenset[str] = frozenset()
         self._wake = asyncio.Event()
         self._seen: dict[str, Link] = {}  # device name -> link last seen on the host
+
+    def device_names(self) -> frozenset[str]:
+        """Names of the devices in the last successful publish."""
+        return self._published_names
 
     def link_of(self, device: str) -> Link | None:
         """The host link ``device`` was last resolved from (what the slice advertises)."""
@@ -139,6 +147,11 @@ class PublishLoop:
         self.last_plan = plan
         self.published_at = time.monotonic()
         self.published.set()
+        names = frozenset(d.name for d in resolution.devices)
+        if names != self._published_names:
+            self._published_names = names
+            async with self.devices_changed:
+                self.devices_changed.notify_all()
         return plan
 
     async def _follow_inventory(self) -> None:

@@ -14,7 +14,12 @@ from pathlib import Path
 PROTO_DIR = Path(__file__).parent / "proto"
 #: The import path the generated modules live under; protoc derives module names from it.
 PACKAGE_PATH = "multinet/kubelet/_pb"
-PROTOS = ("pluginregistration.proto", "dra_v1.proto", "dra_v1beta1.proto")
+PROTOS = (
+    "pluginregistration.proto",
+    "dra_v1.proto",
+    "dra_v1beta1.proto",
+    "dra_health_v1alpha1.proto",
+)
 #: Source root the package path is relative to (`src/`).
 SRC_ROOT = Path(__file__).parents[2]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from multinet import DRIVER_NAME
+from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as health_grpc
 from multinet.kubelet._pb import dra_v1_pb2_grpc, dra_v1beta1_pb2_grpc
 from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
 from multinet.kubelet.dra import (
@@ -25,7 +26,8 @@ from multinet.kubelet.dra import (
     DRAService,
     Preparer,
 )
-from multinet.kubelet.registration import RegistrationServicer
+from multinet.kubelet.health import HEALTH_SERVICE, DeviceHealthServicer
+from multinet.kubelet.registration import SUPPORTED_VERSIONS, RegistrationServicer
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,24 @@ class KubeletPlugin:
     """Both gRPC servers: `start()`, `stop()`; `registration.status` is the kubelet's verdict."""
 
     def __init__(
-        self, *, preparer: Preparer, kubelet_root: Path, driver_name: str = DRIVER_NAME
+        self,
+        *,
+        preparer: Preparer,
+        kubelet_root: Path,
+        driver_name: str = DRIVER_NAME,
+        health: DeviceHealthServicer | None = None,
     ) -> None:
         root = kubelet_root.absolute()
         self.registration_socket = registration_socket(root, driver_name)
         self.dra_socket = dra_socket(root, driver_name)
         self.service = DRAService(preparer)
-        self.registration = RegistrationServicer(driver_name=driver_name, endpoint=self.dra_socket)
+        self.health = health
+        # List the health service only when served; the DRAPlugin versions stay first because
+        # the kubelet takes the first entry it knows as the prepare/unprepare service.
+        versions = SUPPORTED_VERSIONS + ((HEALTH_SERVICE,) if health is not None else ())
+        self.registration = RegistrationServicer(
+            driver_name=driver_name, endpoint=self.dra_socket, supported_versions=versions
+        )
         self._dra_server: grpc.aio.Server | None = None
         self._reg_server: grpc.aio.Server | None = None
 
@@ -77,6 +90,8 @@ class KubeletPlugin:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Idempotent. In-flight calls get `grace` seconds to finish."""
+        if self.health is not None:  # health streams end with OK, not with a cancel
+            await self.health.close()
         for server, path in (
             (self._reg_server, self.registration_socket),
             (self._dra_server, self.dra_socket),
@@ -92,6 +107,9 @@ class KubeletPlugin:
         add_v1beta1 = dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server
         add_v1(DRAPluginV1Servicer(self.service), server)  # type: ignore[no-untyped-call]
         add_v1beta1(DRAPluginV1Beta1Servicer(self.service), server)  # type: ignore[no-untyped-call]
+        if self.health is not None:
+            add_health = health_grpc.add_DRAResourceHealthServicer_to_server
+            add_health(self.health, server)  # type: ignore[no-untyped-call]
 
     def _add_registration(self, server: grpc.aio.Server) -> None:
         add = reg_grpc.add_RegistrationServicer_to_server
