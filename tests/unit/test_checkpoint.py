@@ -4,6 +4,12 @@ Cases: empty start; round trip of claims and attachments; a process killed mid-w
 loadable file; a failed write changes neither file nor memory; an exception inside update()
 discards the draft; garbage / wrong shape / unknown version are moved aside with an ERROR log;
 concurrent writers are serialised.
+
+Group commit: a burst of N concurrent changes costs far fewer than N file writes (counted at the
+real write function, which still writes the real file); every caller returns only once the file
+holds its change; a write that fails (a real I/O or serialisation failure) fails every caller
+whose change it carried or that was built on top of it, and leaves file and memory as before;
+an exception inside one caller's block drops only that change; max_batch=1 writes once per change.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import multiprocessing
 import os
 import random
 import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from multinet import checkpoint
 from multinet.checkpoint import Checkpoint, load_state
 from multinet.errors import CheckpointError
 from multinet.plans import (
@@ -180,3 +189,187 @@ async def test_serves_the_attach_side_state_store(tmp_path: Path) -> None:
     assert load_state(cp.path).attachments == {key: att}
     await cp.forget([key, "unknown"])
     assert load_state(cp.path).attachments == {}
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+class _HeldWrites:
+    """Wraps the real write function: counts the writes and can hold the first one in its worker
+    thread until released, so the test knows which changes arrive while a write is in flight."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold_first: bool) -> None:
+        self.count = 0
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not hold_first:
+            self.release.set()
+        real: Callable[[Path, bytes], None] = checkpoint._write_atomically
+
+        def write(path: Path, data: bytes) -> None:
+            self.count += 1
+            self.started.set()
+            if self.count == 1:
+                assert self.release.wait(30), "test never released the first write"
+            real(path, data)
+
+        monkeypatch.setattr(checkpoint, "_write_atomically", write)
+
+
+async def _until(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def _attachment(i: int, pod: str | None = None) -> Attachment:
+    return Attachment(
+        plan_key=f"key-{i}", pod_uid=f"pod-{i}", pod=pod or f"ns/p{i}", netns="/x", phase="attached"
+    )
+
+
+async def test_a_burst_of_changes_shares_few_writes_and_each_returns_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _HeldWrites(monkeypatch, hold_first=False)
+    cp = Checkpoint.open(tmp_path)
+    seen_on_return: dict[int, bool] = {}
+
+    async def record(i: int) -> None:
+        await cp.record([_attachment(i)])
+        seen_on_return[i] = f"key-{i}" in load_state(cp.path).attachments
+        assert f"key-{i}" in cp.state.attachments
+
+    n = 50
+    await asyncio.gather(*(record(i) for i in range(n)))
+    assert seen_on_return == {i: True for i in range(n)}
+    assert set(load_state(cp.path).attachments) == {f"key-{i}" for i in range(n)}
+    assert writes.count == cp.writes
+    assert 1 <= writes.count <= n // 10, f"{writes.count} writes for {n} changes"
+
+
+async def test_changes_made_during_a_write_go_together_in_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _HeldWrites(monkeypatch, hold_first=True)
+    cp = Checkpoint.open(tmp_path)
+    returned: list[int] = []
+    in_file_on_return: dict[int, set[str]] = {}
+
+    async def record(i: int) -> None:
+        await cp.record([_attachment(i)])
+        in_file_on_return[i] = set(load_state(cp.path).attachments)
+        returned.append(i)
+
+    first = asyncio.create_task(record(0))
+    await _until(writes.started.is_set, "the first write to start")
+    rest = [asyncio.create_task(record(i)) for i in range(1, 30)]
+    await _until(lambda: len(cp._queue) == 29, "29 changes queued behind the held write")
+    await asyncio.sleep(0.05)
+    assert returned == [], "nobody may return before a write holding its change is durable"
+    assert cp.state.attachments == {}
+
+    writes.release.set()
+    await asyncio.gather(first, *rest)
+    assert writes.count == 2
+    assert returned[0] == 0
+    assert in_file_on_return[0] >= {"key-0"}
+    for i in range(1, 30):
+        assert in_file_on_return[i] == {f"key-{j}" for j in range(30)}
+
+
+async def test_a_failed_write_fails_its_whole_batch_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp = Checkpoint.open(tmp_path)
+    await cp.record([_attachment(0)])
+    writes = _HeldWrites(monkeypatch, hold_first=True)
+    first = asyncio.create_task(cp.record([_attachment(1)]))
+    await _until(writes.started.is_set, "the first write to start")
+    # One change of the next batch cannot be encoded (a lone surrogate is not UTF-8): a real
+    # serialisation failure that takes the innocent changes written with it down too.
+    batch = [
+        asyncio.create_task(cp.record([_attachment(i, pod="ns/\ud800" if i == 5 else None)]))
+        for i in range(2, 10)
+    ]
+    await _until(lambda: len(cp._queue) == 8, "8 changes queued behind the held write")
+    writes.release.set()
+    await first
+    before_bytes = cp.path.read_bytes()
+    before_state = cp.state
+    results = await asyncio.gather(*batch, return_exceptions=True)
+    for result in results:
+        assert isinstance(result, CheckpointError), result
+        assert "cannot serialise checkpoint" in str(result)
+    assert (writes.count, cp.writes) == (1, 3)  # setup, held write, batch failed before the disk
+    assert cp.path.read_bytes() == before_bytes
+    assert cp.state == before_state
+    assert set(cp.state.attachments) == {"key-0", "key-1"}
+    await cp.record([_attachment(10)])  # the next change starts from the state on disk
+    assert set(load_state(cp.path).attachments) == {"key-0", "key-1", "key-10"}
+
+
+async def test_changes_built_on_a_failed_write_fail_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp = Checkpoint.open(tmp_path)
+    await cp.record([_attachment(0)])
+    before_bytes = cp.path.read_bytes()
+    before_state = cp.state
+    tmp = cp.path.with_name(cp.path.name + ".tmp")
+    tmp.mkdir()  # the temp file cannot be created: a real I/O failure for the held write
+    writes = _HeldWrites(monkeypatch, hold_first=True)
+    doomed = asyncio.create_task(cp.record([_attachment(1)]))
+    await _until(writes.started.is_set, "the first write to start")
+    queued = [asyncio.create_task(cp.record([_attachment(i)])) for i in range(2, 6)]
+    await _until(lambda: len(cp._queue) == 4, "4 changes queued behind the held write")
+    mid_block = asyncio.Event()
+    finish_block = asyncio.Event()
+
+    async def slow_update() -> None:
+        async with cp.update() as draft:  # its draft already holds changes 1..5
+            mid_block.set()
+            await finish_block.wait()
+            draft.attachments["key-6"] = _attachment(6)
+
+    slow = asyncio.create_task(slow_update())
+    await mid_block.wait()
+    writes.release.set()
+    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+        await doomed
+    for task in queued:
+        with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+            await task
+    finish_block.set()
+    with pytest.raises(CheckpointError, match="a write failed while this change was being made"):
+        await slow
+    tmp.rmdir()
+    assert writes.count == 1
+    assert cp.path.read_bytes() == before_bytes
+    assert cp.state == before_state
+    await cp.record([_attachment(7)])
+    assert set(load_state(cp.path).attachments) == {"key-0", "key-7"}
+
+
+async def test_an_exception_in_one_block_drops_only_that_change(tmp_path: Path) -> None:
+    cp = Checkpoint.open(tmp_path)
+
+    async def change(i: int) -> None:
+        async with cp.update() as draft:
+            draft.attachments[f"key-{i}"] = _attachment(i)
+            if i == 3:
+                raise RuntimeError("attach failed half way")
+
+    results = await asyncio.gather(*(change(i) for i in range(6)), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 3 + ["RuntimeError"] + [
+        "NoneType"
+    ] * 2
+    assert set(load_state(cp.path).attachments) == {f"key-{i}" for i in (0, 1, 2, 4, 5)}
+
+
+async def test_max_batch_one_writes_once_per_change(tmp_path: Path) -> None:
+    cp = Checkpoint.open(tmp_path, max_batch=1)
+    await asyncio.gather(*(cp.record([_attachment(i)]) for i in range(10)))
+    assert cp.writes == 10
+    assert len(load_state(cp.path).attachments) == 10
