@@ -105,14 +105,17 @@ class PublishLoop:
     def devices(self, snapshot: HostSnapshot) -> Resolution:
         """Resolve ``snapshot`` against the current networks, keeping devices that are away."""
         names = naming.assign_names(snapshot.links)
-        for link in snapshot.links:
-            self._seen[names[link.index]] = link
         present = set(names.values())
         wanted = set(self.away())
-        missing = wanted - present - self._seen.keys()
-        if missing:  # away since before this process started: use what the attach recorded
-            recorded = self.away_links()
-            self._seen.update({n: recorded[n] for n in missing if n in recorded})
+        # What the attach recorded before the move is the truth for a NIC in a pod: a snapshot
+        # taken mid-move shows it stripped (the kernel drops IPv4 addresses as it leaves), and
+        # after a restart this process never saw it on the host at all.
+        recorded = self.away_links() if wanted else {}
+        for link in snapshot.links:
+            name = names[link.index]
+            if name not in recorded:
+                self._seen[name] = link
+        self._seen.update({n: recorded[n] for n in wanted - present if n in recorded})
         away = [n for n in wanted if n not in present and n in self._seen]
         if away:
             kept = tuple(
