@@ -11,8 +11,19 @@ from typing import Any
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+_SIMPLE = (str, int, float, bool, type(None))
+
+
+def _simple(value: Any) -> bool:
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(isinstance(v, _SIMPLE) for v in value)
+    return isinstance(value, _SIMPLE)
+
+
 def _context(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    """Our `extra=` context. Values that are not plain data are left out: libraries attach
+    whole objects (kopf: its settings, the resource body) that would bury the message."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and _simple(v)}
 
 
 class TextFormatter(logging.Formatter):

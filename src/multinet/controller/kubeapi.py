@@ -13,6 +13,7 @@ import os
 import uuid
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -46,6 +47,24 @@ def _mapped(exc: ApiException, what: str) -> ApiError:
     return kind(f"{what}: {exc.status} {exc.reason}: {str(exc.body)[:300]}", exc.status)
 
 
+def _map_transport_errors(api: client.ApiClient) -> None:
+    """An unreachable apiserver (restarting, network blip) surfaces as aiohttp/OS errors that
+    every caller would have to know; turn them into ApiException(status=0) at the one place all
+    requests pass, so they become a retryable ApiError like any other refusal."""
+    rest = api.rest_client
+    send = rest.request
+
+    async def request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(*args, **kwargs)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            mapped = ApiException(status=0, reason=f"apiserver unreachable: {exc}")
+            mapped.body = b""  # the generated client decodes the body of every ApiException
+            raise mapped from exc
+
+    rest.request = request  # type: ignore[method-assign]  # on this instance only
+
+
 async def load_configuration(kubeconfig: str) -> client.Configuration:
     """From ``kubeconfig``, or the pod's service account when empty."""
     cfg = client.Configuration()
@@ -65,6 +84,7 @@ async def load_configuration(kubeconfig: str) -> client.Configuration:
 class Kube:
     def __init__(self, api: client.ApiClient, *, instance: str = "") -> None:
         self._api = api
+        _map_transport_errors(api)
         self._objects = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._instance = instance or os.environ.get("HOSTNAME", "") or "multinet-controller"
