@@ -249,6 +249,12 @@ class Cluster:
         self.processes.stop("containerd")
         start_and_wait(self, [C.containerd(self.layout)], _quiet, timeout=timeout)
 
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        """Stop and start kube-apiserver (etcd keeps the data); returns once it serves again.
+        For tests of clients that must ride out an apiserver restart."""
+        self.processes.stop("kube-apiserver")
+        start_and_wait(self, [C.kube_apiserver(self.layout, self.node_ip)], _quiet, timeout=timeout)
+
     # --- reporting --------------------------------------------------------------------------
     def status_rows(self) -> list[tuple[str, int | None, bool, Path]]:
         procs = self.processes

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from multinet.agent import metrics
+from multinet.agent.pins import NetnsPins
 from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
-from multinet.agent.release import netns_gone
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
 from multinet.errors import AttachError
@@ -48,9 +48,11 @@ class Attacher:
         store: StateStore,
         mover: InterfaceMover,
         reporter: Reporter,
+        pins: NetnsPins,
         published: Callable[[str], Link | None] = _unknown,
     ) -> None:
         self._store = store
+        self._pins = pins
         self._mover = mover
         self._reporter = reporter
         # The host link a device name was last published with (an in-memory lookup, cheap
@@ -138,6 +140,8 @@ class Attacher:
             )
             for p, r in zip(plans, done, strict=True)
         )
+        for plan in plans:
+            self._pins.pin(plan.key, netns)
         log.info(
             "attached %d interface(s)",
             len(plans),
@@ -185,32 +189,22 @@ class Attacher:
                 )
 
     async def synchronize(self, pods: Iterable[PodInfo]) -> None:
-        """After a (re)connect: reconcile the checkpoint with the pods that really exist.
+        """After a (re)connect, once the releaser has dealt with pods that went away.
 
-        - attachments of pods that no longer exist, or whose netns is gone (stopped while we
-          were away): recover what can be.
         - attachments left "attaching" by a crash: roll back, then attach again.
+        - attachments of running pods: pin their netns again (a restarted agent holds none).
         - pods with plans but no attachment (the agent was down when they started): attach now.
         """
         live = {p.uid: p for p in pods}
-        state = self._store.state
-        for key, att in list(state.attachments.items()):
-            pod = live.get(att.pod_uid)
+        for key, att in list(self._store.state.attachments.items()):
             plan = self._store.plan(key)
             if plan is None:
-                await self._store.forget([key])
-                continue
-            if pod is None or pod.netns != att.netns or netns_gone(att.netns):
-                outcome = await self._mover.recover(plan, att)
-                log.warning(
-                    "pod went away while the agent was down: %s",
-                    outcome,
-                    extra={"pod": att.pod, "podUID": att.pod_uid, "device": plan.device},
-                )
                 await self._store.forget([key])
             elif att.phase != "attached":
                 await self._mover.detach(plan, att.netns, att.host)
                 await self._store.forget([key])
+            else:
+                self._pins.pin(key, att.netns)
         for pod in live.values():
             if pod.netns and self._store.state.plans_for_pod(pod.uid):
                 try:

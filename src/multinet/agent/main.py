@@ -22,6 +22,7 @@ from typing import Any
 from multinet.agent.attach import Attacher
 from multinet.agent.health import HealthServer
 from multinet.agent.nri_hooks import NriHooks
+from multinet.agent.pins import NetnsPins
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.publish import PublishLoop
 from multinet.agent.release import Releaser
@@ -110,10 +111,15 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         )
         writer = StatusWriter(api)
         reporter = StatusReporter(writer)
-        releaser = Releaser(store=checkpoint, mover=mover)
+        pins = NetnsPins()
+        releaser = Releaser(store=checkpoint, mover=mover, pins=pins)
         hooks = NriHooks(
             attacher=Attacher(
-                store=checkpoint, mover=mover, reporter=reporter, published=publish.link_of
+                store=checkpoint,
+                mover=mover,
+                reporter=reporter,
+                pins=pins,
+                published=publish.link_of,
             ),
             releaser=releaser,
         )

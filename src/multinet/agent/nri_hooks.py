@@ -6,10 +6,14 @@ Time budget: every method runs under the NRI deadline policy of `multinet.nri.di
 
 from __future__ import annotations
 
+import logging
+
 from multinet.agent.attach import Attacher
 from multinet.agent.ports import PodInfo
 from multinet.agent.release import Releaser
 from multinet.nri.pods import PodSandbox
+
+log = logging.getLogger(__name__)
 
 
 def pod_info(pod: PodSandbox) -> PodInfo:
@@ -22,13 +26,25 @@ class NriHooks:
         self._releaser = releaser
 
     async def on_synchronize(self, pods: list[PodSandbox]) -> None:
-        await self._attacher.synchronize([pod_info(p) for p in pods])
+        log.debug("NRI Synchronize", extra={"pods": [f"{p.ref} {p.netns}" for p in pods]})
+        live = [pod_info(p) for p in pods]
+        await self._releaser.release_vanished(live)
+        await self._attacher.synchronize(live)
 
     async def on_run_pod_sandbox(self, pod: PodSandbox) -> None:
+        log.debug(
+            "NRI RunPodSandbox", extra={"pod": pod.ref, "podUID": pod.uid, "netns": pod.netns}
+        )
         await self._attacher.run_pod_sandbox(pod_info(pod))
 
     async def on_stop_pod_sandbox(self, pod: PodSandbox) -> None:
+        log.debug(
+            "NRI StopPodSandbox", extra={"pod": pod.ref, "podUID": pod.uid, "netns": pod.netns}
+        )
         await self._releaser.stop_pod_sandbox(pod_info(pod))
 
     async def on_remove_pod_sandbox(self, pod: PodSandbox) -> None:
+        log.debug(
+            "NRI RemovePodSandbox", extra={"pod": pod.ref, "podUID": pod.uid, "netns": pod.netns}
+        )
         await self._releaser.remove_pod_sandbox(pod_info(pod))

@@ -18,15 +18,17 @@ import os
 from collections.abc import Iterable
 
 from multinet.agent import metrics
+from multinet.agent.pins import NetnsPins
 from multinet.agent.ports import InterfaceMover, PodInfo, StateStore
 
 log = logging.getLogger(__name__)
 
 
 class Releaser:
-    def __init__(self, *, store: StateStore, mover: InterfaceMover) -> None:
+    def __init__(self, *, store: StateStore, mover: InterfaceMover, pins: NetnsPins) -> None:
         self._store = store
         self._mover = mover
+        self._pins = pins
 
     def _attachments(self, pod: PodInfo) -> list[str]:
         return [k for k, a in self._store.state.attachments.items() if a.pod_uid == pod.uid]
@@ -49,9 +51,10 @@ class Releaser:
         att = self._store.state.attachments[key]
         plan = self._store.plan(key)
         if plan is None:
+            self._pins.unpin(key)
             return True
         try:
-            await self._mover.detach(plan, att.netns, att.host)
+            await self._mover.detach(plan, self._pins.path(key, att.netns), att.host)
         except Exception as exc:  # best-effort: RemovePodSandbox retries through recover()
             metrics.RESTORE_ERRORS.inc()
             log.error(
@@ -61,7 +64,22 @@ class Releaser:
                 extra={"pod": att.pod, "podUID": att.pod_uid, "claim": str(plan.claim)},
             )
             return False
+        self._pins.unpin(key)
         return True
+
+    async def release_vanished(self, pods: Iterable[PodInfo]) -> None:
+        """On (re)connect: attachments of pods that no longer run, or whose netns was replaced
+        or removed while we were not listening, are recovered."""
+        live = {p.uid: p for p in pods}
+        await self._recover(
+            [
+                key
+                for key, att in self._store.state.attachments.items()
+                if (pod := live.get(att.pod_uid)) is None
+                or pod.netns != att.netns
+                or netns_gone(att.netns)
+            ]
+        )
 
     async def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """The netns is gone: whatever is still recorded for the pod is recovered or reported."""
@@ -84,20 +102,27 @@ class Releaser:
         )
 
     async def _recover(self, keys: list[str]) -> None:
+        """The pod is gone or going without a Stop we could act on. Through our pin the netns
+        may still hold the interface: move it back from there; otherwise look for it on the
+        host (a physical NIC falls back under its pod-side name) or report it gone."""
         for key in keys:
             att = self._store.state.attachments[key]
             plan = self._store.plan(key)
             if plan is not None:
-                try:
-                    outcome = await self._mover.recover(plan, att)
-                except Exception as exc:
-                    metrics.RESTORE_ERRORS.inc()
-                    outcome = f"recovery failed: {exc}"
+                if self._pins.pinned(key) and await self._detach(key):
+                    outcome = "returned to the host from the pod's netns, held open by the agent"
+                else:
+                    try:
+                        outcome = await self._mover.recover(plan, att)
+                    except Exception as exc:
+                        metrics.RESTORE_ERRORS.inc()
+                        outcome = f"recovery failed: {exc}"
                 log.warning(
-                    "interface was still in the pod when its sandbox was removed: %s",
+                    "the pod's sandbox went away without a StopPodSandbox we could act on: %s",
                     outcome,
                     extra={"pod": att.pod, "podUID": att.pod_uid, "device": plan.device},
                 )
+            self._pins.unpin(key)
             await self._store.forget([key])
 
 
