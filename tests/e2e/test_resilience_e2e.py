@@ -1,8 +1,10 @@
 """The agent rides out restarts of the components it talks to.
 
-Cases: kube-apiserver restarted (the agent's watches and slice publisher recover: a NIC added
-and a network disabled afterwards still reach the slice, without restarting the agent); containerd restarted while a pod holds a NIC
-(the NRI plugin reconnects, and deleting the pod still gives the NIC back intact).
+Cases: kube-apiserver restarted (the agent's watches and slice publisher recover without an
+agent restart: a NIC added and a network disabled afterwards still reach the slice); containerd
+restarted while a pod holds a NIC (the NRI plugin reconnects; containerd then sends no
+StopPodSandbox for the recovered sandbox, and the agent's hold on the pod netns still brings
+the NIC back intact when the pod is deleted).
 """
 
 from __future__ import annotations
