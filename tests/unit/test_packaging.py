@@ -31,10 +31,9 @@ from manifests import REPO, Obj
 from packaging.specifiers import SpecifierSet
 
 import multinet
-from multinet.agent.health import HealthServer
 from multinet.api import claimconfig, parameters
 from multinet.cli import build_parser
-from multinet.controller import health as controller_health
+from multinet.health import HealthServer
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -245,13 +244,12 @@ async def test_controller_probe_hits_its_health_endpoint(monkeypatch: pytest.Mon
     assert probe["httpGet"]["path"] == "/healthz"
     assert _port(ctr, probe) == args.health_port
     port = _free_port()
-    server = await controller_health.serve(port, host="127.0.0.1")
-    assert server is not None
+    server = HealthServer("127.0.0.1", port)  # what `multinet controller` starts
+    await server.start()
     try:
         assert await _get(port, "/healthz") == (200, "ok\n")
     finally:
-        server.close()
-        await server.wait_closed()
+        await server.stop()
 
 
 # --- kind -------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from multinet.agent.attach import Attacher
-from multinet.agent.health import HealthServer
 from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
@@ -32,6 +31,7 @@ from multinet.checkpoint import Checkpoint
 from multinet.devices.facts import from_facts
 from multinet.devices.model import Link
 from multinet.errors import MultinetError
+from multinet.health import HealthServer
 from multinet.kube.client import api_client
 from multinet.kube.ipam import Reservations
 from multinet.kube.lookups import ApiLookups

@@ -21,8 +21,9 @@ import uuid
 import kopf
 from kubernetes_asyncio import client
 
-from multinet.controller import handlers, health, kubeapi, leader
+from multinet.controller import handlers, kubeapi, leader
 from multinet.errors import MultinetError
+from multinet.health import HealthServer
 from multinet.kube import ipam as kube_ipam
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = await health.serve(args.health_port)
+    server = HealthServer("0.0.0.0", args.health_port)
+    await server.start()
     elector = None
     if args.leader_elect == "true":
         elector = leader.LeaseElector(kube, args.namespace, args.lease_name, identity)
@@ -80,8 +82,7 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         if elector is not None:
             await elector.release()
-        if server is not None:
-            server.close()
+        await server.stop()
         await kube.close()
 
 

@@ -1,8 +1,9 @@
-"""/healthz, /readyz and /metrics for the node agent (aiohttp, on the agent's event loop).
+"""/healthz, /readyz and /metrics for both programs (aiohttp, on the program's event loop).
 
-- /healthz: the process and its event loop answer (liveness: restart the agent if not).
-- /readyz: every component that must be up to serve pods reports ready (kubelet plugin
-  registered, NRI connected, first slice published); the body names the ones that are not.
+- /healthz: the process and its event loop answer (liveness: restart it if not). The
+  controller answers on standbys too: waiting for the Lease is healthy.
+- /readyz: every registered check passes (the agent: kubelet plugin registered, NRI connected,
+  first slice published); the body names the ones that do not.
 - /metrics: Prometheus text format of the default registry.
 """
 
