@@ -41,5 +41,6 @@ def test_demo_shows_the_interface_in_the_pod_and_the_nic_back_on_the_host(
     assert '"interfaceName": "net1"' in claim_part
     back = out.split("==> [9]")[1]
     assert "host: " in back and "mn-demo0" in back and "198.51.100.10/24" in back
+    assert "identical to before the pod" in back
     assert "demo complete" in out
     assert multinet.is_up()
