@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from multinet.agent import metrics
-from multinet.agent.pins import NetnsPins
+from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
@@ -206,7 +206,8 @@ class Attacher:
             else:
                 self._pins.pin(key, att.netns)
         for pod in live.values():
-            if pod.netns and self._store.state.plans_for_pod(pod.uid):
+            # A stopped sandbox is still listed, its netns already gone: nothing to attach to.
+            if pod.netns and not netns_gone(pod.netns) and self._store.state.plans_for_pod(pod.uid):
                 try:
                     await self.run_pod_sandbox(pod)
                 except AttachError as exc:

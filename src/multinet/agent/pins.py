@@ -53,3 +53,8 @@ class NetnsPins:
 
     def __len__(self) -> int:
         return len(self._fds)
+
+
+def netns_gone(path: str) -> bool:
+    """True once the runtime removed the pod's netns (its bind-mount file is deleted with it)."""
+    return not os.path.exists(path)

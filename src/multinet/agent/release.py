@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Iterable
 
 from multinet.agent import metrics
-from multinet.agent.pins import NetnsPins
+from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.agent.ports import InterfaceMover, PodInfo, StateStore
 
 log = logging.getLogger(__name__)
@@ -124,8 +123,3 @@ class Releaser:
                 )
             self._pins.unpin(key)
             await self._store.forget([key])
-
-
-def netns_gone(path: str) -> bool:
-    """True once the runtime removed the pod's netns (its bind-mount file is deleted with it)."""
-    return not os.path.exists(path)
