@@ -91,7 +91,7 @@ class Attacher:
         netns = pod.netns
         links = self._links(plans)
         # Record intent first: a crash mid-attach leaves "attaching", which Synchronize rolls back.
-        await self._store.record(
+        intents = [
             Attachment(
                 plan_key=p.key,
                 pod_uid=pod.uid,
@@ -101,7 +101,8 @@ class Attacher:
                 link=links.get(p.key),
             )
             for p in plans
-        )
+        ]
+        await self._store.record(intents)
         results = await asyncio.gather(
             *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
         )
@@ -128,17 +129,10 @@ class Attacher:
             raise AttachError(f"pod {pod.ref}: {detail}")
         done = [r for r in results if not isinstance(r, BaseException)]
         await self._store.record(
-            Attachment(
-                plan_key=p.key,
-                pod_uid=pod.uid,
-                pod=pod.ref,
-                netns=netns,
-                phase="attached",
-                pod_ifindex=r.ifindex,
-                host=r.host,
-                link=links.get(p.key),
+            intent.model_copy(
+                update={"phase": "attached", "pod_ifindex": r.ifindex, "host": r.host}
             )
-            for p, r in zip(plans, done, strict=True)
+            for intent, r in zip(intents, done, strict=True)
         )
         for plan in plans:
             self._pins.pin(plan.key, netns)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from multinet.agent.attach import Attacher
@@ -44,6 +44,7 @@ from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.netlink.inventory import Inventory
 from multinet.nri.plugin import NRIPlugin, PluginSettings
+from multinet.plans import Attachment, AttachPlan
 
 log = logging.getLogger("multinet.agent")
 
@@ -64,25 +65,24 @@ class PublishedDevices:
         return None
 
 
-def _devices_in_pods(checkpoint: Checkpoint) -> set[str]:
-    """Host-device NICs currently inside pods: still advertised while away from the host."""
-    state = checkpoint.state
-    away = set()
-    for key in state.attachments:
+def _host_devices_in_pods(checkpoint: Checkpoint) -> Iterator[tuple[AttachPlan, Attachment]]:
+    """Host-device NICs currently inside pods (a macvlan parent never leaves the host)."""
+    for key, attachment in checkpoint.state.attachments.items():
         plan = checkpoint.plan(key)
         if plan is not None and plan.mode == "host-device":
-            away.add(plan.device)
-    return away
+            yield plan, attachment
+
+
+def _devices_in_pods(checkpoint: Checkpoint) -> set[str]:
+    """Their device names: still advertised while away from the host."""
+    return {plan.device for plan, _ in _host_devices_in_pods(checkpoint)}
 
 
 def _links_in_pods(checkpoint: Checkpoint) -> dict[str, Link]:
-    """The recorded host links of the NICs in pods, so they stay advertised after a restart."""
+    """Their recorded host links, so they stay advertised after a restart too."""
     links: dict[str, Link] = {}
-    for key, attachment in checkpoint.state.attachments.items():
-        plan = checkpoint.plan(key)
-        if plan is None or plan.mode != "host-device" or attachment.link is None:
-            continue
-        link = from_facts(attachment.link)
+    for plan, attachment in _host_devices_in_pods(checkpoint):
+        link = from_facts(attachment.link) if attachment.link is not None else None
         if link is not None:
             links[plan.device] = link
     return links
