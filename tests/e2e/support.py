@@ -133,3 +133,17 @@ def host_link(name: str) -> dict[str, Any] | None:
         ],
         "routes": sorted(r["dst"] for r in json.loads(routes.stdout or "[]")),
     }
+
+
+def published_device(cluster: Cluster, ifname: str) -> dict[str, Any] | None:
+    """This node's multinet.dev ResourceSlice entry for the host interface ``ifname``, if any."""
+    out = cluster.kubectl("get", "resourceslices", "-o", "json").stdout
+    for item in json.loads(out)["items"]:
+        spec = item["spec"]
+        if spec.get("driver") != "multinet.dev" or spec.get("nodeName") != cluster.node_name:
+            continue
+        for device in spec.get("devices", []):
+            name = device.get("attributes", {}).get("multinet.dev/ifName", {}).get("string")
+            if name == ifname:
+                return dict(device)
+    return None

@@ -9,7 +9,6 @@ the NIC back intact when the pod is deleted).
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -24,6 +23,7 @@ from support import (
     host_link,
     pod,
     podnetwork,
+    published_device,
     wait_ready_network,
     wait_running,
 )
@@ -35,15 +35,9 @@ ATTRIBUTE = "multinetwork.networking.k8s.io/podNetwork"
 
 def _bound_network(cluster: Cluster, ifname: str) -> str | None:
     """The podNetwork attribute of the device for `ifname` in this node's slices, or None."""
-    out = cluster.kubectl(
-        "get", "resourceslices", "--field-selector", "spec.driver=multinet.dev", "-o", "json"
-    ).stdout
-    for item in json.loads(out)["items"]:
-        for device in item["spec"].get("devices", []):
-            attrs = device.get("attributes", {})
-            if attrs.get("multinet.dev/ifName", {}).get("string") == ifname:
-                return str(attrs.get(ATTRIBUTE, {}).get("string", "")) or None
-    return None
+    device = published_device(cluster, ifname)
+    value = (device or {}).get("attributes", {}).get(ATTRIBUTE, {}).get("string")
+    return str(value) if value else None
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ on the host and in the slice as before.
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -23,6 +22,7 @@ from support import (
     host_link,
     pod,
     podnetwork,
+    published_device,
     wait_ready_network,
     wait_running,
 )
@@ -33,22 +33,8 @@ DRIVER = "multinet.dev"
 POD_NETWORK = "multinetwork.networking.k8s.io/podNetwork"
 
 
-def _published(cluster: Cluster, ifname: str) -> dict[str, Any] | None:
-    """This node's multinet slice entry for the host interface ``ifname``, if any."""
-    out = cluster.kubectl("get", "resourceslices", "-o", "json").stdout
-    for item in json.loads(out)["items"]:
-        spec = item["spec"]
-        if spec.get("driver") != DRIVER or spec.get("nodeName") != cluster.node_name:
-            continue
-        for device in spec.get("devices", []):
-            name = device.get("attributes", {}).get(f"{DRIVER}/ifName", {}).get("string")
-            if name == ifname:
-                return dict(device)
-    return None
-
-
 def _bound_to(cluster: Cluster, ifname: str, network: str) -> dict[str, Any] | None:
-    device = _published(cluster, ifname)
+    device = published_device(cluster, ifname)
     if device and device["attributes"].get(POD_NETWORK) == {"string": network}:
         return device
     return None
@@ -77,7 +63,7 @@ def test_a_nic_in_a_pod_stays_published_across_an_agent_restart(
     apply(multinet, claim(e2e_namespace, "nic", network), pod(e2e_namespace, "app", "nic"))
     wait_running(multinet, e2e_namespace, "app")
     assert host_link(nic.name) is None  # the NIC is in the pod
-    assert _published(multinet, nic.name) == on_host  # and still advertised, unchanged
+    assert published_device(multinet, nic.name) == on_host  # and still advertised, unchanged
 
     deployment.restart_agent(multinet, kill=True)  # returns once the new agent has published
 
@@ -93,7 +79,7 @@ def test_a_nic_in_a_pod_stays_published_across_an_agent_restart(
     back = wait_for(lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host")
     assert back == before
     wait_for(
-        lambda: _published(multinet, nic.name) == on_host,
+        lambda: published_device(multinet, nic.name) == on_host,
         timeout=30,
         what=f"{nic.name} published as before once it is back",
     )
