@@ -6,6 +6,9 @@ Usable addresses: inside `rangeStart`..`rangeEnd` (default: the whole subnet), m
 blocks and the gateway. IPv4 skips the network and broadcast addresses (except in /31 and /32,
 RFC 3021); IPv6 skips the all-zeros subnet-router anycast address.
 
+Uniqueness: an address is unique across the whole cluster, whatever PodNetwork it comes from
+(one reservation object per address, see `reservation_name`); overlapping pools share it.
+
 Order: the walk starts at a point derived from a key (the claim UID + request), wraps around
 and visits every usable address once. Different claims start far apart, so concurrent prepares on
 many nodes rarely try the same address; the same claim always starts at the same point, so a
@@ -21,9 +24,6 @@ from dataclasses import dataclass
 
 from multinet.api.fields import IPAddress, IPNetwork
 from multinet.api.parameters import Ipam
-
-#: Longest Kubernetes object name (DNS subdomain).
-MAX_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -128,18 +128,12 @@ def _address_label(address: IPAddress) -> str:
     return address.exploded.replace(":", "-")
 
 
-def reservation_name(network: str, address: IPAddress) -> str:
-    """The reservation object's name: `<network>.<address with dashes>`, e.g.
-    `storage.10-1-0-5` or `v6net.fd00-0000-...-0005`. Unique per (network, address): the address
-    part has no dots, so the last label decodes unambiguously. Over-long network names are cut and
-    made unique again with a hash."""
-    label = _address_label(address)
-    name = f"{network}.{label}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(network.encode()).hexdigest()[:10]
-    keep = MAX_NAME - len(label) - len(digest) - 2
-    return f"{network[:keep].rstrip('.-')}-{digest}.{label}"
+def reservation_name(address: IPAddress) -> str:
+    """The reservation object's name: the address with dashes, e.g. `10-1-0-5` or
+    `fd00-0000-...-0005`. The name holds the address alone, not the network: every pool of the
+    cluster draws from one address space, so two PodNetworks whose subnets overlap can never
+    hand out the same address (the apiserver refuses the second object of that name)."""
+    return _address_label(address)
 
 
 def parse_address(text: str) -> IPAddress:

@@ -57,25 +57,28 @@ class FakeLookups:
 
 
 class FakeReservations:
-    """In-memory stand-in for the IPReservation objects, same rules: one holder per address."""
+    """In-memory stand-in for the IPReservation objects, same rules: one holder (claim UID and
+    node) per address, across all networks."""
 
     def __init__(self) -> None:
-        self.held: dict[tuple[str, str], str] = {}
+        self.held: dict[str, tuple[str, str]] = {}
 
     async def reserve_from_pool(self, network: str, pool: ipam.Pool, holder: Holder) -> IPAddress:
+        who = (holder.claim.uid, holder.node)
         for address in ipam.candidates(pool, holder.claim.uid):
-            if self.held.setdefault((network, str(address)), holder.claim.uid) == holder.claim.uid:
+            if self.held.setdefault(str(address), who) == who:
                 return address
         raise AllocationError(f"network {network}: no free address in {pool.subnet}")
 
     async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None:
-        if self.held.setdefault((network, str(address)), holder.claim.uid) != holder.claim.uid:
+        who = (holder.claim.uid, holder.node)
+        if self.held.setdefault(str(address), who) != who:
             raise AllocationError(f"static address {address} is already reserved")
 
-    async def release(self, network: str, addresses: Iterable[str], claim_uid: str) -> None:
+    async def release(self, addresses: Iterable[str], claim_uid: str, node: str) -> None:
         for a in addresses:
-            if self.held.get((network, a)) == claim_uid:
-                del self.held[(network, a)]
+            if self.held.get(a) == (claim_uid, node):
+                del self.held[a]
 
 
 def _claim_doc(
@@ -153,12 +156,12 @@ async def test_pool_reserves_and_a_restarted_agent_releases(make_nic, tmp_path: 
     preparer, lookups, reservations, _ = _setup(tmp_path, nic.name, network)
     lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-a")
     await preparer.prepare(REF)
-    [(key, holder)] = reservations.held.items()
-    assert holder == "uid-1" and ipaddress.ip_address(key[1]) in ipaddress.ip_network(
+    [(address, holder)] = reservations.held.items()
+    assert holder[0] == "uid-1" and ipaddress.ip_address(address) in ipaddress.ip_network(
         "10.77.0.0/29"
     )
     [plan] = Checkpoint.open(tmp_path).state.claims["uid-1"].plans
-    assert plan.addresses == (f"{key[1]}/29",) and plan.reserved_addresses == (key[1],)
+    assert plan.addresses == (f"{address}/29",) and plan.reserved_addresses == (address,)
 
     restarted = ClaimPreparer(
         node_name=NODE,

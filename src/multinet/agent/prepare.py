@@ -69,7 +69,7 @@ class Reserver(Protocol):
 
     async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None: ...
 
-    async def release(self, network: str, addresses: Iterable[str], claim_uid: str) -> None: ...
+    async def release(self, addresses: Iterable[str], claim_uid: str, node: str) -> None: ...
 
 
 HostReader = Callable[[str], Awaitable[HostState]]
@@ -260,7 +260,7 @@ class ClaimPreparer:
             return (pool.prefixed(ip),), tuple(reserved)
         except BaseException:
             if reserved:
-                await _quietly(self._reservations.release(network, reserved, holder.claim.uid))
+                await _quietly(self._reservations.release(reserved, holder.claim.uid, holder.node))
             raise
 
     @staticmethod
@@ -321,7 +321,7 @@ class ClaimPreparer:
         for plan in plans:
             if not plan.reserved_addresses:
                 continue
-            work = self._reservations.release(plan.network, plan.reserved_addresses, claim.uid)
+            work = self._reservations.release(plan.reserved_addresses, claim.uid, self._node)
             if best_effort:
                 await _quietly(work)
             else:

@@ -1,13 +1,16 @@
 """Adapter: pool IPAM with the apiserver as arbiter (IPReservation objects, group multinet.dev).
 
-One small cluster-scoped object per reserved address, named from (network, address) by
-`multinet.ipam.reservation_name`. Creating it is the atomic step: AlreadyExists means another
-claim (on any node) holds the address and we try the next candidate. The object records the
-network, the address, the claim (namespace/name/uid), request, device, pod and node, so a retried
-prepare recognises its own reservation and the garbage collector knows whom to ask.
+One small cluster-scoped object per reserved address, named from the address alone by
+`multinet.ipam.reservation_name`: addresses are unique across the cluster, whichever PodNetwork's
+pool they come from. Creating the object is the atomic step: AlreadyExists means another claim
+(on any node, of any network) holds the address and we try the next candidate. The object records
+the network, the address, the claim (namespace/name/uid), request, device, pod and node, so a
+retried prepare recognises its own reservation and the garbage collector knows whom to ask.
 
-Safe to run twice: a reservation already held by the same claim, request and device is reused;
-release deletes only objects held by the given claim (a UID precondition guards the delete).
+Safe to run twice: a reservation already held by the same claim, request, device and node is
+reused; release deletes only objects held by the given claim on this node (a UID precondition
+guards the delete). The node matters: a claim deallocated from node A and allocated again on
+node B may get a device of the same name there, and A's late unprepare must not free B's address.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Holder:
             claim.get("uid") == self.claim.uid
             and spec.get("request") == self.request
             and spec.get("device") == self.device
+            and spec.get("node") == self.node
         )
 
     @property
@@ -60,7 +64,10 @@ class Holder:
 
 def _holder_text(spec: Mapping[str, Any]) -> str:
     claim = spec.get("claim") or {}
-    return f"claim {claim.get('namespace')}/{claim.get('name')} on node {spec.get('node')}"
+    return (
+        f"claim {claim.get('namespace')}/{claim.get('name')} of network {spec.get('network')} "
+        f"on node {spec.get('node')}"
+    )
 
 
 class Reservations:
@@ -87,7 +94,7 @@ class Reservations:
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
-            "metadata": {"name": ipam.reservation_name(network, address)},
+            "metadata": {"name": ipam.reservation_name(address)},
             "spec": spec,
         }
 
@@ -156,7 +163,8 @@ class Reservations:
                 )
                 return address
         raise AllocationError(
-            f"{holder.where}: network {network}: no free address in {pool.subnet}"
+            f"{holder.where}: network {network}: no free address in {pool.subnet} "
+            "(addresses are unique across the cluster: networks with overlapping pools share them)"
         )
 
     async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None:
@@ -168,18 +176,25 @@ class Reservations:
                 f"reserved by {_holder_text(other)}"
             )
 
-    async def release(self, network: str, addresses: Iterable[str], claim_uid: str) -> None:
-        """Delete our reservations of these addresses; missing ones and others' are left alone."""
+    async def release(self, addresses: Iterable[str], claim_uid: str, node: str) -> None:
+        """Delete the reservations of these addresses that this claim holds on this node;
+        missing ones and those of other claims or nodes are left alone."""
         for text in addresses:
-            name = ipam.reservation_name(network, ipam.parse_address(text))
+            name = ipam.reservation_name(ipam.parse_address(text))
             obj = await self._get(name)
             if obj is None:
                 continue
             spec = obj.get("spec") or {}
-            if (spec.get("claim") or {}).get("uid") != claim_uid:
+            holder = (spec.get("claim") or {}).get("uid"), spec.get("node")
+            if holder != (claim_uid, node):
                 log.warning(
-                    "reservation now held by another claim, not releasing it",
-                    extra={"reservation": name, "claim_uid": claim_uid},
+                    "reservation now held by another claim or node, not releasing it",
+                    extra={
+                        "reservation": name,
+                        "claim_uid": claim_uid,
+                        "holder_claim_uid": holder[0],
+                        "holder_node": holder[1],
+                    },
                 )
                 continue
             await _delete(self._objects, name, obj["metadata"]["uid"])
