@@ -109,11 +109,12 @@ class Attachment(_Frozen):
 
 
 class AgentState(BaseModel):
-    """Everything in the checkpoint file. `version` bumps on incompatible changes."""
+    """Everything in the checkpoint file. `version` bumps on incompatible changes (of the file
+    format too: 2 added the checksum); multinet.checkpoint.MIGRATIONS reads the older ones."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: Literal[1] = 1
+    version: Literal[2] = 2
     claims: dict[str, PreparedClaim] = Field(default_factory=dict)  # by claim UID
     attachments: dict[str, Attachment] = Field(default_factory=dict)  # by plan key
 

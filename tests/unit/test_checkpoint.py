@@ -2,8 +2,15 @@
 
 Cases: empty start; round trip of claims and attachments; a process killed mid-write leaves a
 loadable file; a failed write changes neither file nor memory; an exception inside update()
-discards the draft; garbage / wrong shape / unknown version are moved aside with an ERROR log;
-concurrent writers are serialised.
+discards the draft; garbage / wrong shape / unknown version / JSON nested too deep to parse /
+a missing checksum are moved aside with an ERROR log and reported as a lost file; concurrent
+writers are serialised.
+
+Recovery: a bad entry (or one that could not be written back) is quarantined (a verbatim copy of
+the file kept, key and reason logged and reported) and the rest kept, once; a checksum mismatch
+is corruption; the checksum is the documented one; an older version is migrated; a newer one is
+refused with the file untouched; two corruptions in one second keep both files; a directory at
+the temp path blocks neither start nor writes.
 
 Group commit: a burst of N concurrent changes costs far fewer than N file writes (counted at the
 real write function, which still writes the real file); every caller returns only once the file
@@ -15,6 +22,8 @@ an exception inside one caller's block drops only that change; max_batch=1 write
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -23,8 +32,9 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,7 +83,7 @@ async def test_starts_empty_and_round_trips(tmp_path: Path) -> None:
     again = Checkpoint.open(tmp_path / "state")
     assert again.state == cp.state
     assert again.state.plans_for_pod("pod-1")[0].host_ifname == "veth1"
-    assert json.loads(cp.path.read_text())["version"] == 1
+    assert json.loads(cp.path.read_text())["version"] == 2
     assert not list((tmp_path / "state").glob("*.tmp"))
 
 
@@ -90,19 +100,34 @@ async def test_exception_inside_update_discards_the_draft(tmp_path: Path) -> Non
     assert list(load_state(cp.path).claims) == ["uid-1"]
 
 
+def _named(directory: Path, pattern: str) -> list[Path]:
+    return sorted(directory.glob(pattern))
+
+
+@contextlib.contextmanager
+def _directory_in_place_of(path: Path) -> Iterator[None]:
+    """A directory where the file must go: renaming the new file over it fails, a real I/O
+    failure (file permissions would not stop root). The file is put back afterwards."""
+    saved = path.with_name("saved")
+    path.rename(saved)
+    path.mkdir()
+    try:
+        yield
+    finally:
+        path.rmdir()
+        saved.rename(path)
+
+
 async def test_failed_write_changes_neither_file_nor_memory(tmp_path: Path) -> None:
     cp = Checkpoint.open(tmp_path)
     async with cp.update() as draft:
         draft.claims["uid-1"] = _claim(1)
     before = cp.path.read_bytes()
-    tmp = cp.path.with_name(cp.path.name + ".tmp")
-    tmp.mkdir()  # the temp file cannot be created: a real I/O failure, caused for real
-    try:
+    with _directory_in_place_of(cp.path):
         with pytest.raises(CheckpointError, match="cannot write checkpoint"):
             async with cp.update() as draft:
                 draft.claims["uid-2"] = _claim(2)
-    finally:
-        tmp.rmdir()
+        assert not _named(tmp_path, "*.tmp"), "the failed write left its temp file behind"
     assert cp.path.read_bytes() == before
     assert list(cp.state.claims) == ["uid-1"]
 
@@ -142,9 +167,15 @@ def test_killed_writer_leaves_a_loadable_file(tmp_path: Path) -> None:
     [
         (b"{not json", "Expecting property name"),
         (b"[1, 2]", "not a JSON object"),
-        (b'{"version": 2, "claims": {}}', "unknown checkpoint version 2"),
         (b'{"claims": {}}', "unknown checkpoint version None"),
-        (b'{"version": 1, "claims": {"u": {"claim": 5}}}', "validation error"),
+        (b'{"version": 0, "claims": {}}', "unknown checkpoint version 0"),
+        (b'{"version": "2", "claims": {}}', "unknown checkpoint version '2'"),
+        (b'{"version": 2, "claims": {}}', "no checksum"),
+        (b'{"version": 1, "claims": []}', "claims: not a JSON object"),
+        (b'{"version": 1, "pods": {}}', "unknown fields pods"),
+        # Deeper than the JSON parser's recursion limit: this used to escape as RecursionError
+        # and crash-loop the agent.
+        (b'{"version": 1, "claims": {"u": ' + b"[" * 100_000, "nested too deeply"),
     ],
 )
 def test_unreadable_file_is_moved_aside_loudly(
@@ -162,6 +193,180 @@ def test_unreadable_file_is_moved_aside_loudly(
     assert "CHECKPOINT UNREADABLE" in record.getMessage()
     assert reason in record.__dict__["reason"]
     assert record.__dict__["moved_to"] == str(moved[0])
+    [lost] = cp.quarantined
+    assert (lost.section, lost.key, lost.kept_in) == ("file", "checkpoint.json", moved[0])
+    assert reason in lost.reason and str(moved[0]) in lost.describe()
+
+
+# -- recovery: entries, versions, checksum, names ----------------------------------------------
+
+
+def _canonical_checksum(doc: dict[str, Any]) -> str:
+    """The checksum as the module docstring documents it (independent of its code)."""
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _v1_file(path: Path, claims: dict[str, Any], attachments: dict[str, Any]) -> bytes:
+    """A checkpoint as the previous agent (format version 1, no checksum) wrote it."""
+    content = json.dumps({"version": 1, "claims": claims, "attachments": attachments}).encode()
+    path.write_bytes(content)
+    return content
+
+
+def _dumped(model: Any) -> Any:
+    return json.loads(model.model_dump_json())
+
+
+async def test_a_bad_entry_is_quarantined_and_the_rest_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = _claim(1)
+    bad = _dumped(_claim(2))
+    bad["plans"][0]["mode"] = "ipvlan"  # a mode this agent does not know
+    content = _v1_file(
+        tmp_path / "checkpoint.json",
+        {"uid-1": _dumped(good), "uid-2": bad},
+        {"key-0": _dumped(_attachment(0)), "key-9": {"plan_key": "key-9"}},
+    )
+    with caplog.at_level(logging.ERROR, logger="multinet.checkpoint"):
+        cp = Checkpoint.open(tmp_path)
+
+    assert cp.state.claims == {"uid-1": good}
+    assert cp.state.attachments == {"key-0": _attachment(0)}
+    [copy] = _named(tmp_path, "checkpoint.json.quarantine-*")
+    assert copy.read_bytes() == content  # the evidence, verbatim
+    assert [(q.section, q.key, q.kept_in) for q in cp.quarantined] == [
+        ("claims", "uid-2", copy),
+        ("attachments", "key-9", copy),
+    ]
+    assert "plans.0.mode" in cp.quarantined[0].reason
+    assert "pod_uid" in cp.quarantined[1].reason
+    assert "claim uid-2" in cp.quarantined[0].describe()
+    logged = {r.__dict__["key"]: r for r in caplog.records if r.levelno == logging.ERROR}
+    assert set(logged) == {"uid-2", "key-9"}
+    assert all("QUARANTINED" in r.getMessage() for r in logged.values())
+    assert not _named(tmp_path, "*.corrupt-*")
+
+    # The file no longer holds them: the next start quarantines nothing, copies nothing.
+    again = Checkpoint.open(tmp_path)
+    assert again.state == cp.state and again.quarantined == ()
+    assert len(_named(tmp_path, "checkpoint.json.quarantine-*")) == 1
+
+
+async def test_an_entry_that_cannot_be_written_back_is_quarantined(tmp_path: Path) -> None:
+    # Parses and validates, but is nested deeper than the serialiser goes: kept, it would make
+    # every later write of the checkpoint fail.
+    link: dict[str, Any] = {}
+    inner = link
+    for _ in range(900):
+        inner["n"] = {}
+        inner = inner["n"]
+    deep = {**_dumped(_attachment(1)), "link": link}
+    _v1_file(tmp_path / "checkpoint.json", {}, {"key-0": _dumped(_attachment(0)), "key-1": deep})
+    cp = Checkpoint.open(tmp_path)
+    [lost] = cp.quarantined
+    assert (lost.section, lost.key) == ("attachments", "key-1")
+    assert "cannot be written back" in lost.reason
+    await cp.record([_attachment(2)])
+    assert set(load_state(cp.path).attachments) == {"key-0", "key-2"}
+
+
+async def test_an_entry_invalid_under_a_valid_checksum_is_quarantined(tmp_path: Path) -> None:
+    """E.g. written by an agent whose model accepted it: the bytes are intact, the entry is not
+    usable here. Only that entry goes."""
+    cp = Checkpoint.open(tmp_path)
+    async with cp.update() as draft:
+        draft.claims["uid-1"] = _claim(1)
+        draft.claims["uid-2"] = _claim(2)
+    doc = json.loads(cp.path.read_text())
+    del doc["checksum"]
+    doc["claims"]["uid-2"]["pod_uids"] = "pod-1"  # not a list
+    doc = {"checksum": _canonical_checksum(doc), **doc}
+    cp.path.write_text(json.dumps(doc))
+    again = Checkpoint.open(tmp_path)
+    assert list(again.state.claims) == ["uid-1"]
+    assert [(q.section, q.key) for q in again.quarantined] == [("claims", "uid-2")]
+
+
+async def test_a_checksum_mismatch_is_corruption(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cp = Checkpoint.open(tmp_path)
+    async with cp.update() as draft:
+        draft.claims["uid-1"] = _claim(1)
+    content = cp.path.read_bytes()
+    assert content.count(b'"veth1"') == 2
+    flipped = content.replace(b'"veth1"', b'"veth7"', 1)  # still valid JSON, still a valid plan
+    cp.path.write_bytes(flipped)
+    with caplog.at_level(logging.ERROR, logger="multinet.checkpoint"):
+        again = Checkpoint.open(tmp_path)
+    assert again.state == AgentState()
+    [moved] = _named(tmp_path, "checkpoint.json.corrupt-*")
+    assert moved.read_bytes() == flipped
+    [lost] = again.quarantined
+    assert lost.section == "file" and "checksum mismatch" in lost.reason
+    assert any("CHECKPOINT UNREADABLE" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_file_carries_the_documented_checksum(tmp_path: Path) -> None:
+    cp = Checkpoint.open(tmp_path)
+    await cp.record([_attachment(1, pod="ns/p\u00e9\u2603")])
+    doc = json.loads(cp.path.read_text())
+    recorded = doc.pop("checksum")
+    assert recorded == _canonical_checksum(doc)
+
+
+async def test_an_older_version_is_migrated_and_rewritten_in_the_current_format(
+    tmp_path: Path,
+) -> None:
+    _v1_file(tmp_path / "checkpoint.json", {"uid-1": _dumped(_claim(1))}, {})
+    cp = Checkpoint.open(tmp_path)
+    assert cp.state.claims == {"uid-1": _claim(1)}
+    assert cp.quarantined == ()
+    assert not _named(tmp_path, "checkpoint.json.*-*")  # nothing moved or copied
+    await cp.record([_attachment(1)])
+    doc = json.loads(cp.path.read_text())
+    assert doc["version"] == 2 and doc.pop("checksum") == _canonical_checksum(doc)
+    assert set(Checkpoint.open(tmp_path).state.claims) == {"uid-1"}
+
+
+def test_a_file_from_a_newer_agent_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    content = b'{"version": 3, "checksum": "sha256:00", "claims": {"u": {"shape": "new"}}}'
+    (tmp_path / "checkpoint.json").write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        Checkpoint.open(tmp_path)
+    message = str(err.value)
+    assert "newer node agent" in message and "version 3" in message
+    assert "roll the node agent forward" in message
+    assert (tmp_path / "checkpoint.json").read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json"]
+
+
+def test_two_corruptions_in_the_same_second_are_both_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = time.gmtime(1_700_000_000)
+    monkeypatch.setattr(time, "gmtime", lambda *_: frozen)
+    for content in (b"{first", b"{second"):
+        (tmp_path / "checkpoint.json").write_bytes(content)
+        Checkpoint.open(tmp_path)
+    moved = sorted(p.read_bytes() for p in tmp_path.glob("checkpoint.json.corrupt-*"))
+    assert moved == [b"{first", b"{second"]
+
+
+async def test_a_directory_at_the_temp_path_does_not_block_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "checkpoint.json.tmp").mkdir()  # e.g. left by a hostPath mount gone wrong
+    (tmp_path / "checkpoint.json.0a1b.tmp").write_bytes(b"half a write")  # cut short by a crash
+    with caplog.at_level(logging.WARNING, logger="multinet.checkpoint"):
+        cp = Checkpoint.open(tmp_path)
+    assert any("not a regular file" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "checkpoint.json.0a1b.tmp").exists()
+    await cp.record([_attachment(1)])
+    assert set(load_state(cp.path).attachments) == {"key-1"}
+    assert (tmp_path / "checkpoint.json.tmp").is_dir()  # not ours to delete
 
 
 async def test_concurrent_updates_are_serialised(tmp_path: Path) -> None:
@@ -317,8 +522,8 @@ async def test_changes_built_on_a_failed_write_fail_with_it(
     await cp.record([_attachment(0)])
     before_bytes = cp.path.read_bytes()
     before_state = cp.state
-    tmp = cp.path.with_name(cp.path.name + ".tmp")
-    tmp.mkdir()  # the temp file cannot be created: a real I/O failure for the held write
+    blocked = _directory_in_place_of(cp.path)
+    blocked.__enter__()  # the held write cannot rename over it: a real I/O failure
     writes = _HeldWrites(monkeypatch, hold_first=True)
     doomed = asyncio.create_task(cp.record([_attachment(1)]))
     await _until(writes.started.is_set, "the first write to start")
@@ -344,7 +549,7 @@ async def test_changes_built_on_a_failed_write_fail_with_it(
     finish_block.set()
     with pytest.raises(CheckpointError, match="a write failed while this change was being made"):
         await slow
-    tmp.rmdir()
+    blocked.__exit__(None, None, None)
     assert writes.count == 1
     assert cp.path.read_bytes() == before_bytes
     assert cp.state == before_state
