@@ -1,5 +1,13 @@
 """The host's links, addresses and default routes, kept current from rtnetlink notifications.
 
+Default routes: the interfaces a main-table default route (IPv4 or IPv6) leaves through, from its
+output interface, its multipath hops, or, for a route through a nexthop object (``nhid``), that
+object or the members of that group. The nexthop objects are read and followed too, because with
+``net.ipv4.nexthop_compat_mode=0`` such a route carries nothing but RTA_NH_ID, and the kernel
+then says nothing about routes when a nexthop object changes. Route and nexthop messages are
+decoded by hand (pyroute2 has no nexthop message class and drops RTA_NH_ID); links and addresses
+go through pyroute2.
+
 Threading: all netlink I/O *and* message decoding (pyroute2's decoder costs ~0.5 ms per link
 message) run on one dedicated thread, never on the asyncio thread that serves NRI and gRPC under
 deadlines. That thread owns two raw rtnetlink sockets: one subscribed to link, address and IPv4/
@@ -40,22 +48,34 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from multinet.devices.model import HostSnapshot, Link
 from multinet.errors import MultinetError
-from multinet.netlink import sysfs
+from multinet.netlink import codec, sysfs
 
 log = logging.getLogger(__name__)
 
 _NETLINK_ROUTE = 0
 _GROUPS = 0x1 | 0x10 | 0x40 | 0x100  # RTMGRP_LINK | IPV4_IFADDR | IPV4_ROUTE | IPV6_IFADDR
 _GROUP_IPV6_ROUTE = 0x400
+_GROUP_NEXTHOP = 1 << 31  # RTNLGRP_NEXTHOP = 32
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
 _RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
 _RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
+_RTM_NEWNEXTHOP, _RTM_DELNEXTHOP, _RTM_GETNEXTHOP = 104, 105, 106
+_BY_HAND = frozenset({_RTM_NEWROUTE, _RTM_DELROUTE, _RTM_NEWNEXTHOP, _RTM_DELNEXTHOP})
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST, _NLM_F_DUMP, _NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 _IFF_UP, _IFF_LOOPBACK = 0x1, 0x8
 _ARPHRD_LOOPBACK = 772
 _RT_TABLE_MAIN, _RTN_UNICAST = 254, 1
+_RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_MULTIPATH, _RTA_TABLE, _RTA_NH_ID = 4, 5, 6, 9, 15, 30
+_NHA_ID, _NHA_GROUP, _NHA_OIF = 1, 2, 5
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope, type,
+#                                       flags
+_RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
+_NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, reserved, flags
+_NH_GRP = struct.Struct("=IBBH")  # nexthop_grp: id, weight, weight_high, reserved
+_U32, _I32 = struct.Struct("=I"), struct.Struct("=i")
 _CLONE_NEWNET = 0x40000000
+_NO_NEXTHOPS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.EAFNOSUPPORT})
 _RCVBUF = 8 << 20
 # ifinfomsg, then IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS: the kernel leaves out the per-link
 # counters (IFLA_STATS/STATS64, a large share of every message) that we would decode for nothing.
@@ -122,19 +142,87 @@ def _addr(msg: Any) -> _Addr | None:
     return _Addr(int(msg["index"]), family, f"{ip}/{msg['prefixlen']}", int(msg["scope"]))
 
 
-def _default_route(msg: Any) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
-    """(key, output interfaces) of a main-table default route; None for any other route."""
-    table = msg.get("RTA_TABLE") or msg["table"]
-    if msg["dst_len"] != 0 or table != _RT_TABLE_MAIN or msg["type"] != _RTN_UNICAST:
+@dataclass(frozen=True)
+class _Route:
+    """A default route: the interfaces it names itself, or the nexthop object it goes through."""
+
+    oifs: tuple[int, ...] = ()
+    nhid: int | None = None
+
+
+@dataclass(frozen=True)
+class _Nexthop:
+    """A nexthop object: a device (blackholes have none) or a group of other nexthop ids."""
+
+    oif: int | None = None
+    group: tuple[int, ...] = ()
+
+
+def _default_route(body: bytes) -> tuple[tuple[Any, ...], _Route] | None:
+    """(key, route) of a main-table default route from an RTM_NEWROUTE/DELROUTE body (after the
+    netlink header); None for any other route."""
+    if len(body) < _RTMSG.size:
         return None
+    family, dst_len, _src, tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(body)
+    attrs = codec.tlvs(body, _RTMSG.size)
+    if _RTA_TABLE in attrs:
+        table = _U32.unpack(attrs[_RTA_TABLE][:4])[0]
+    if dst_len != 0 or table != _RT_TABLE_MAIN or rtype != _RTN_UNICAST:
+        return None
+    priority = _U32.unpack(attrs[_RTA_PRIORITY][:4])[0] if _RTA_PRIORITY in attrs else None
+    if _RTA_NH_ID in attrs:
+        # The nexthop object is the truth: in compat mode the kernel adds its oif/gateway here
+        # too, but keying on them would leave a stale entry when the object is replaced.
+        nhid = _U32.unpack(attrs[_RTA_NH_ID][:4])[0]
+        return (family, tos, priority, "nhid", nhid), _Route(nhid=nhid)
     oifs: list[int] = []
-    if msg.get("RTA_OIF"):
-        oifs.append(int(msg.get("RTA_OIF")))
-    for hop in msg.get("RTA_MULTIPATH") or ():
-        if hop.get("oif"):
-            oifs.append(int(hop["oif"]))
-    key = (msg["family"], msg.get("RTA_PRIORITY"), msg.get("RTA_GATEWAY"), msg["tos"], tuple(oifs))
-    return key, tuple(oifs)
+    if _RTA_OIF in attrs:
+        oifs.append(_I32.unpack(attrs[_RTA_OIF][:4])[0])
+    hops = attrs.get(_RTA_MULTIPATH, b"")
+    off = 0
+    while off + _RTNH.size <= len(hops):
+        length, _hflags, _weight, ifindex = _RTNH.unpack_from(hops, off)
+        if length < _RTNH.size:
+            break
+        oifs.append(ifindex)
+        off += (length + 3) & ~3
+    found = tuple(i for i in oifs if i > 0)
+    return (family, tos, priority, attrs.get(_RTA_GATEWAY), found), _Route(oifs=found)
+
+
+def _nexthop(body: bytes) -> tuple[int, _Nexthop] | None:
+    """(id, object) from an RTM_NEWNEXTHOP/DELNEXTHOP body (after the netlink header)."""
+    if len(body) < _NHMSG.size:
+        return None
+    attrs = codec.tlvs(body, _NHMSG.size)
+    if _NHA_ID not in attrs:
+        return None
+    oif = _I32.unpack(attrs[_NHA_OIF][:4])[0] if _NHA_OIF in attrs else None
+    raw = attrs.get(_NHA_GROUP, b"")
+    group = tuple(
+        _NH_GRP.unpack_from(raw, off)[0]
+        for off in range(0, len(raw) - _NH_GRP.size + 1, _NH_GRP.size)
+    )
+    return _U32.unpack(attrs[_NHA_ID][:4])[0], _Nexthop(oif=oif or None, group=group)
+
+
+def route_devices(route: _Route, nexthops: dict[int, _Nexthop]) -> frozenset[int]:
+    """The interfaces ``route`` leaves through, following its nexthop object and group members
+    (an id that is gone, or a loop a racy view might show, simply adds nothing)."""
+    if route.nhid is None:
+        return frozenset(route.oifs)
+    out: set[int] = set()
+    todo, seen = [route.nhid], set()
+    while todo:
+        nhid = todo.pop()
+        nh = nexthops.get(nhid)
+        if nhid in seen or nh is None:
+            continue
+        seen.add(nhid)
+        if nh.oif is not None:
+            out.add(nh.oif)
+        todo.extend(nh.group)
+    return frozenset(out)
 
 
 class _Kernel:
@@ -144,12 +232,14 @@ class _Kernel:
         self.read_sysfs = read_sysfs
         self.links: dict[int, Link] = {}
         self.addrs: dict[tuple[int, int, str], _Addr] = {}
-        self.routes: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        self.routes: dict[tuple[Any, ...], _Route] = {}
+        self.nexthops: dict[int, _Nexthop] = {}
 
     def clear(self) -> None:
         self.links.clear()
         self.addrs.clear()
         self.routes.clear()
+        self.nexthops.clear()
 
     def apply(self, msg: Any) -> None:
         kind = msg["header"]["type"]
@@ -159,9 +249,14 @@ class _Kernel:
         elif kind == _RTM_DELLINK:
             index = int(msg["index"])
             self.links.pop(index, None)
-            # Moved to another netns or deleted: its addresses and routes went with it.
+            # Moved to another netns or deleted: its addresses, routes and nexthop objects went
+            # with it (the kernel flushes those without a notification).
             self.addrs = {k: a for k, a in self.addrs.items() if a.index != index}
-            self.routes = {k: o for k, o in self.routes.items() if index not in o}
+            gone = {i for i, nh in self.nexthops.items() if nh.oif == index}
+            self.nexthops = {i: nh for i, nh in self.nexthops.items() if i not in gone}
+            self.routes = {
+                k: r for k, r in self.routes.items() if index not in r.oifs and r.nhid not in gone
+            }
         elif kind in (_RTM_NEWADDR, _RTM_DELADDR):
             addr = _addr(msg)
             if addr is not None:
@@ -170,13 +265,27 @@ class _Kernel:
                     self.addrs[key] = addr
                 else:
                     self.addrs.pop(key, None)
-        elif kind in (_RTM_NEWROUTE, _RTM_DELROUTE):
-            route = _default_route(msg)
+
+    def apply_raw(self, kind: int, body: bytes) -> None:
+        """Apply one route or nexthop message (``body``: after the netlink header)."""
+        if kind in (_RTM_NEWROUTE, _RTM_DELROUTE):
+            route = _default_route(body)
             if route is not None:
                 if kind == _RTM_NEWROUTE:
                     self.routes[route[0]] = route[1]
                 else:
                     self.routes.pop(route[0], None)
+        elif kind in (_RTM_NEWNEXTHOP, _RTM_DELNEXTHOP):
+            found = _nexthop(body)
+            if found is None:
+                return
+            nhid, nh = found
+            if kind == _RTM_NEWNEXTHOP:
+                self.nexthops[nhid] = nh
+            else:
+                self.nexthops.pop(nhid, None)
+                # The kernel deletes the routes through it, without a notification.
+                self.routes = {k: r for k, r in self.routes.items() if r.nhid != nhid}
 
     def snapshot(self) -> HostSnapshot:
         v4: dict[int, list[_Addr]] = {}
@@ -198,7 +307,9 @@ class _Kernel:
                     hw=hw,
                 )
             )
-        holders = frozenset(i for oifs in self.routes.values() for i in oifs)
+        holders = frozenset(
+            i for route in self.routes.values() for i in route_devices(route, self.nexthops)
+        )
         return HostSnapshot(links=tuple(links), default_route_ifindexes=holders)
 
 
@@ -310,7 +421,7 @@ class Inventory:
         try:
             if self.netns:
                 _enter_netns(self.netns)
-            events = _socket(_GROUPS | _GROUP_IPV6_ROUTE)
+            events = _socket(_GROUPS | _GROUP_IPV6_ROUTE | _GROUP_NEXTHOP)
             dumps = _socket(0)
         except OSError as exc:
             log.error("inventory cannot open rtnetlink sockets: %s", exc)
@@ -360,8 +471,30 @@ class Inventory:
                 self._dump_all(dumps, marshal)
                 return True
             got = True
+            self._apply(data, marshal)
+
+    def _apply(self, data: bytes, marshal: Any) -> None:
+        """Apply the messages of one datagram in order: routes and nexthop objects decoded by
+        hand, runs of the others (links, addresses) by pyroute2; DONE/ERROR are skipped."""
+        start = offset = 0
+        while offset + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, offset)
+            if length < 16:
+                break
+            step = (length + 3) & ~3
+            if kind in _BY_HAND or kind in (_NLMSG_DONE, _NLMSG_ERROR):
+                self._apply_parsed(data[start:offset], marshal)
+                if kind in _BY_HAND:
+                    self._kernel.apply_raw(kind, data[offset + 16 : offset + length])
+                start = offset + step
+            offset += step
+        self._apply_parsed(data[start:], marshal)
+
+    def _apply_parsed(self, data: bytes, marshal: Any) -> None:
+        if data:
             for msg in marshal.parse(data):
-                self._kernel.apply(msg)
+                if msg["header"]["type"] not in (_NLMSG_DONE, _NLMSG_ERROR):
+                    self._kernel.apply(msg)
 
     def _dump_all(self, sock: socket.socket, marshal: Any) -> None:
         for _ in range(5):  # a dump interrupted by a concurrent change is simply retried
@@ -371,10 +504,8 @@ class Inventory:
                 for kind, body in (
                     (_RTM_GETLINK, _GETLINK_BODY),
                     (_RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)),
-                    (
-                        _RTM_GETROUTE,
-                        struct.pack("=BBBBBBBBI", socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0),
-                    ),
+                    (_RTM_GETNEXTHOP, _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)),
+                    (_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)),
                 )
             ):
                 self.full_dumps += 1
@@ -401,10 +532,11 @@ class Inventory:
                         done = True
                     elif mtype == _NLMSG_ERROR:
                         code = -struct.unpack_from("=i", data, offset + 16)[0]
-                        raise OSError(code, f"rtnetlink dump {kind}: {os.strerror(code)}")
+                        if kind == _RTM_GETNEXTHOP and code in _NO_NEXTHOPS:
+                            done = True  # a kernel without nexthop objects: there are none
+                        else:
+                            raise OSError(code, f"rtnetlink dump {kind}: {os.strerror(code)}")
                 offset += (length + 3) & ~3
-            for msg in marshal.parse(data):
-                if msg["header"]["type"] not in (_NLMSG_DONE, _NLMSG_ERROR):
-                    self._kernel.apply(msg)
+            self._apply(data, marshal)
             if done:
                 return complete
