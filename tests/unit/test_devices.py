@@ -6,7 +6,8 @@ Cases:
 - attributes: every documented attribute with the right type, PCI standard attributes,
   strings over 64 characters left out, names valid C identifiers <= 32
 - exclusions: loopback, default route (and its bridge ports / macvlan parent), CNI bridges,
-  pod veth host ends; an exact name in a PodNetwork overrides, a glob does not
+  pod veth host ends; an exact name in a PodNetwork overrides, a glob does not (the whole table
+  of exclusion facts and reasons is in test_exclusion.py)
 - binding: exact and glob selection, conflicts bind neither and are reported, macvlan parents
   are shareable with a bounded consumable capacity
 """
@@ -185,8 +186,8 @@ def test_ports_of_a_default_route_bridge_and_the_parent_of_a_default_route_macvl
     mv = Link(index=13, ifname="mv0", kind="macvlan", peer=12)
     res = resolve(_host(br, port, parent, mv, route=frozenset({10, 13})))
     assert [d.ifname for d in res.devices] == ["eth0"]  # no default route through it here
-    assert res.excluded["ens2"] == "port of the default-route interface"
-    assert res.excluded["ens3"] == "parent of the default-route interface"
+    assert res.excluded["ens2"] == "port of default-route interface br-ex"
+    assert res.excluded["ens3"] == "parent of default-route interface mv0"
 
 
 def test_cni_bridges_and_pod_veth_host_ends_are_excluded() -> None:
@@ -198,7 +199,8 @@ def test_cni_bridges_and_pod_veth_host_ends_are_excluded() -> None:
     nic_peer = veth(25, "nic-c-p", peer=24)
     moved_peer = veth(26, "nic-d-p", peer=3, peer_netns=True)  # its NIC is inside a pod
     res = resolve(_host(cni0, podbr, on_bridge, ptp, test_nic, nic_peer, moved_peer))
-    assert res.excluded["cni0"] == res.excluded["podbr"] == "CNI bridge"
+    assert res.excluded["cni0"] == "known overlay/CNI device (CNI bridge plugin)"
+    assert res.excluded["podbr"] == "CNI bridge"
     assert res.excluded["h1a2b3c"] == res.excluded["veth1234abcd"] == "pod veth"
     assert {d.ifname for d in res.devices} == {"nic-c", "nic-c-p", "nic-d-p"}
 

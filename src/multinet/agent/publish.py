@@ -93,6 +93,8 @@ class PublishLoop:
         self._published_names: frozenset[str] = frozenset()
         self._wake = asyncio.Event()
         self._seen: dict[str, Link] = {}  # device name -> link last seen on the host
+        #: ifname -> (reason, networks whose pattern selects it) as last logged.
+        self._told: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def device_names(self) -> frozenset[str]:
         """Names of the devices in the last successful publish."""
@@ -131,6 +133,7 @@ class PublishLoop:
     async def publish_once(self) -> slices.SlicePlan:
         resolution = self.devices(self.inventory.current)
         self.last = resolution
+        self._log_exclusions(resolution.excluded)
         metrics.DEVICE_CONFLICTS.set(len(resolution.conflicts))
         if resolution.conflicts:
             for c in resolution.conflicts:
@@ -156,6 +159,33 @@ class PublishLoop:
             async with self.devices_changed:
                 self.devices_changed.notify_all()
         return plan
+
+    def _log_exclusions(self, excluded: Mapping[str, str]) -> None:
+        """Say why each interface is not advertised, once (again when that changes).
+
+        At INFO when a PodNetwork's pattern selects it: that is the case an administrator looks
+        for ("names: ['*']" and the NIC is missing); every other exclusion (each new pod veth,
+        for one) only at DEBUG, so a busy node's log is not flooded."""
+        told: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for ifname, why in sorted(excluded.items()):
+            wanted = tuple(n.name for n in self.networks.selectors if n.selects(ifname))
+            told[ifname] = (why, wanted)
+            if self._told.get(ifname) == told[ifname]:
+                continue
+            if wanted:
+                log.info(
+                    "interface %s is not advertised (%s) although PodNetwork %s selects it by"
+                    " pattern; name it exactly to advertise it",
+                    ifname,
+                    why,
+                    ", ".join(wanted),
+                    extra={"ifname": ifname},
+                )
+            else:
+                log.debug(
+                    "interface %s is not advertised: %s", ifname, why, extra={"ifname": ifname}
+                )
+        self._told = told
 
     async def _follow_inventory(self) -> None:
         async for _ in self.inventory.changes():

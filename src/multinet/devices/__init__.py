@@ -7,7 +7,8 @@ decided here and is unit-tested without a kernel:
                   we publish (name, attributes, capacity, shareable)
 - ``naming``      stable DNS-label device names (why they survive restarts and pod round trips)
 - ``attributes``  the ``multinet.dev/...`` and ``resource.kubernetes.io/...`` attributes of a link
-- ``exclusion``   interfaces never advertised (loopback, default route, CNI bridges, pod veths)
+- ``exclusion``   interfaces never advertised (loopback, the default route and the devices
+                  beneath it, pod veths, CNI bridges, known overlay/CNI devices)
 - ``binding``     which Ready PodNetwork selects which device; conflicts as data
 - ``resolve``     snapshot + networks -> devices to publish (the one call the agent makes)
 """
