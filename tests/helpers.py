@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
@@ -42,6 +43,26 @@ def wait_for(
                 f"timed out after {timeout:g} s waiting for {what}; last: {last!r}"
             )
         time.sleep(interval)
+
+
+async def eventually(
+    predicate: Callable[[], T],
+    *,
+    within: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """`wait_for` for async tests: sleeps on the event loop, so the code under test runs."""
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {within:g} s waiting for {what}; last: {value!r}"
+            )
+        await asyncio.sleep(interval)
 
 
 @dataclass(frozen=True)

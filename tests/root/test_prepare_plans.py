@@ -14,96 +14,19 @@ unprepare waits while the interface is still in a pod.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import NODE, FakeDirectory, FakeLookups, FakeReservations, claim_doc
 
-from multinet import ipam
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
-from multinet.api import parameters
-from multinet.api.fields import IPAddress
-from multinet.api.parameters import NetworkParameters
 from multinet.checkpoint import Checkpoint, load_state
-from multinet.errors import AllocationError, ClaimError, ConfigError
-from multinet.kube.ipam import Holder
+from multinet.errors import ClaimError, ConfigError
 from multinet.netlink.hoststate import read_host_state
 from multinet.plans import Attachment, ClaimRef
 
 pytestmark = pytest.mark.root
-
-NODE = "node-a"
-
-
-class FakeDirectory:
-    def __init__(self, entries: dict[str, DirectoryEntry]) -> None:
-        self.entries = entries
-
-    def lookup(self, device: str) -> DirectoryEntry | None:
-        return self.entries.get(device)
-
-
-class FakeLookups:
-    def __init__(self, networks: dict[str, dict[str, Any]]) -> None:
-        self.claims: dict[tuple[str, str], dict[str, Any]] = {}
-        self.networks = networks
-
-    async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.claims.get((namespace, name))
-
-    async def get_network_parameters(self, network: str) -> NetworkParameters:
-        return parameters.parse(self.networks[network])
-
-
-class FakeReservations:
-    """In-memory stand-in for the IPReservation objects, same rules: one holder (claim UID and
-    node) per address, across all networks."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, tuple[str, str]] = {}
-
-    async def reserve_from_pool(self, network: str, pool: ipam.Pool, holder: Holder) -> IPAddress:
-        who = (holder.claim.uid, holder.node)
-        for address in ipam.candidates(pool, holder.claim.uid):
-            if self.held.setdefault(str(address), who) == who:
-                return address
-        raise AllocationError(f"network {network}: no free address in {pool.subnet}")
-
-    async def reserve_static(self, network: str, address: IPAddress, holder: Holder) -> None:
-        who = (holder.claim.uid, holder.node)
-        if self.held.setdefault(str(address), who) != who:
-            raise AllocationError(f"static address {address} is already reserved")
-
-    async def release(self, addresses: Iterable[str], claim_uid: str, node: str) -> None:
-        for a in addresses:
-            if self.held.get(a) == (claim_uid, node):
-                del self.held[a]
-
-
-def _claim_doc(
-    ref: ClaimRef, device: str, *, request: str = "nic", config: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
-        "status": {
-            "allocation": {
-                "devices": {
-                    "results": [
-                        {
-                            "request": request,
-                            "driver": "multinet.dev",
-                            "pool": NODE,
-                            "device": device,
-                        },
-                        {"request": request, "driver": "other.dev", "pool": NODE, "device": "x"},
-                    ],
-                    "config": config or [],
-                }
-            },
-            "reservedFor": [{"resource": "pods", "name": "p1", "uid": "pod-1"}],
-        },
-    }
 
 
 def _setup(
@@ -133,7 +56,7 @@ async def test_host_device_with_ipam_none_carries_the_nic_addresses(
     preparer, lookups, _, checkpoint = _setup(
         tmp_path, nic.name, {"interfaces": {"names": [nic.name]}, "interfaceName": "net1"}
     )
-    lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-a", request="nic/fast")
+    lookups.claims[("ns", "c1")] = claim_doc(REF, "dev-a", request="nic/fast")
     devices = await preparer.prepare(REF)
     assert [(d.request_names, d.pool_name, d.device_name) for d in devices] == [
         (("nic",), NODE, "dev-a")
@@ -154,7 +77,7 @@ async def test_pool_reserves_and_a_restarted_agent_releases(make_nic, tmp_path: 
         "ipam": {"type": "pool", "subnet": "10.77.0.0/29"},
     }
     preparer, lookups, reservations, _ = _setup(tmp_path, nic.name, network)
-    lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-a")
+    lookups.claims[("ns", "c1")] = claim_doc(REF, "dev-a")
     await preparer.prepare(REF)
     [(address, holder)] = reservations.held.items()
     assert holder[0] == "uid-1" and ipaddress.ip_address(address) in ipaddress.ip_network(
@@ -191,7 +114,7 @@ async def test_bad_claim_config_names_claim_request_and_field(make_nic, tmp_path
             "opaque": {"driver": "multinet.dev", "parameters": {"mtu": 20}},
         }
     ]
-    lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-a", config=config)
+    lookups.claims[("ns", "c1")] = claim_doc(REF, "dev-a", config=config)
     with pytest.raises(ConfigError) as err:
         await preparer.prepare(REF)
     assert str(err.value) == (
@@ -206,12 +129,12 @@ async def test_unallocated_or_recreated_claims_are_refused(make_nic, tmp_path: P
     preparer, lookups, _, _ = _setup(tmp_path, nic.name, {"interfaces": {"names": [nic.name]}})
     with pytest.raises(ClaimError, match="claim ns/c1: not found"):
         await preparer.prepare(REF)
-    doc = _claim_doc(REF, "dev-a")
+    doc = claim_doc(REF, "dev-a")
     doc["status"] = {}
     lookups.claims[("ns", "c1")] = doc
     with pytest.raises(ClaimError, match=r"status\.allocation is missing"):
         await preparer.prepare(REF)
-    lookups.claims[("ns", "c1")] = _claim_doc(ClaimRef(namespace="ns", name="c1", uid="new"), "d")
+    lookups.claims[("ns", "c1")] = claim_doc(ClaimRef(namespace="ns", name="c1", uid="new"), "d")
     with pytest.raises(ClaimError, match=r"metadata\.uid is new"):
         await preparer.prepare(REF)
 
@@ -219,7 +142,7 @@ async def test_unallocated_or_recreated_claims_are_refused(make_nic, tmp_path: P
 async def test_unknown_device_is_a_clear_error(make_nic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     nic = make_nic(prefix="mnprep")
     preparer, lookups, _, _ = _setup(tmp_path, nic.name, {"interfaces": {"names": [nic.name]}})
-    lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-zz")
+    lookups.claims[("ns", "c1")] = claim_doc(REF, "dev-zz")
     with pytest.raises(ClaimError, match="claim ns/c1 request nic: device dev-zz is not in node"):
         await preparer.prepare(REF)
 
@@ -229,7 +152,7 @@ async def test_unprepare_waits_while_the_interface_is_in_a_pod(make_nic, tmp_pat
     preparer, lookups, _, checkpoint = _setup(
         tmp_path, nic.name, {"interfaces": {"names": [nic.name]}}
     )
-    lookups.claims[("ns", "c1")] = _claim_doc(REF, "dev-a")
+    lookups.claims[("ns", "c1")] = claim_doc(REF, "dev-a")
     await preparer.prepare(REF)
     [plan] = checkpoint.state.claims["uid-1"].plans
     att = Attachment(plan_key=plan.key, pod_uid="pod-1", pod="ns/p1", netns="/x", phase="attached")

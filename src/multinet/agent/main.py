@@ -33,6 +33,7 @@ from multinet.devices.model import Link
 from multinet.errors import MultinetError
 from multinet.health import HealthServer
 from multinet.kube.client import api_client
+from multinet.kube.events import EventRecorder
 from multinet.kube.ipam import Reservations
 from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
@@ -98,6 +99,8 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     health = HealthServer(settings.metrics_address, settings.metrics_port)
     tasks: list[asyncio.Task[None]] = []
     kubelet: KubeletPlugin | None = None
+    releaser: Releaser | None = None
+    events = EventRecorder(api, host=settings.node_name)
     try:
         await inventory.start()
         networks = PodNetworkWatcher(api, node_name=settings.node_name)
@@ -112,7 +115,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         writer = StatusWriter(api)
         reporter = StatusReporter(writer)
         pins = NetnsPins()
-        releaser = Releaser(store=checkpoint, mover=mover, pins=pins)
+        releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
         hooks = NriHooks(
             attacher=Attacher(
                 store=checkpoint,
@@ -139,6 +142,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
             reservations=Reservations(api),
             read_host=read_host_state,
             reclaim=releaser.reclaim_orphans,
+            returner=releaser,
         )
         kubelet = KubeletPlugin(
             preparer=preparer,
@@ -177,6 +181,9 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if kubelet is not None:
             await kubelet.stop()
+        if releaser is not None:
+            await releaser.close()
+        await events.drain()
         await health.stop()
         await inventory.close()
         mover.close()

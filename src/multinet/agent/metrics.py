@@ -59,3 +59,11 @@ RESTORE_ERRORS = Counter(
     "multinet_agent_restore_errors",
     "Interfaces that could not be returned to the host as they were (see the agent log)",
 )
+RECOVERY_FAILURES = Counter(
+    "multinet_agent_recovery_failures",
+    "Failed attempts to bring an interface home after its pod went away (record kept, retried)",
+)
+RECOVERIES_PENDING = Gauge(
+    "multinet_agent_recoveries_pending",
+    "Interfaces whose recovery failed and is being retried with backoff",
+)

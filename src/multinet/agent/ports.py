@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from multinet.kube.events import EventType, ObjectRef
 from multinet.plans import AgentState, Attachment, AttachPlan, HostState
 from multinet.status import DeviceOutcome
 
@@ -72,4 +73,12 @@ class StateStore(Protocol):
 class Reporter(Protocol):
     def report(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
         """Queue a status report; never blocks the hook."""
+        ...
+
+
+class EventSink(Protocol):
+    """Satisfied by multinet.kube.events.EventRecorder (and NoEvents)."""
+
+    def post(self, about: ObjectRef, type_: EventType, reason: str, message: str) -> None:
+        """Queue an Event; never blocks or fails the caller."""
         ...

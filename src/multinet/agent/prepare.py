@@ -8,17 +8,21 @@ Safe to run twice: preparing a claim that is already in the checkpoint returns t
 (pod list refreshed); IPAM reuses reservations the same claim already holds; unpreparing an
 unknown claim succeeds. Unprepare needs no API read (the claim may be gone): everything it
 releases is in the checkpoint. Every failure names the claim, the request and the field.
+
+Churn: a host-device NIC the scheduler gave to this claim may still sit in the pod of its previous
+claim (a force-deleted pod is replaced before its sandbox stops). Prepare takes it back at once
+through the netns the agent holds, after the API confirms the old claim let go (`_make_room`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from multinet import ipam
+from multinet import DRIVER_NAME, ipam
 from multinet.agent import allocation, metrics
 from multinet.api.claimconfig import EffectiveConfig, effective_config
 from multinet.api.fields import IPAddress
@@ -77,6 +81,14 @@ HostReader = Callable[[str], Awaitable[HostState]]
 Reclaimer = Callable[[Iterable[str]], Awaitable[None]]
 
 
+class DeviceReturner(Protocol):
+    """Satisfied by multinet.agent.release.Releaser: host-device NICs still in other pods."""
+
+    def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]: ...
+
+    async def take_back(self, keys: Iterable[str]) -> None: ...
+
+
 def _kind(exc: BaseException) -> str:
     for cls, name in (
         (ConfigError, "config"),
@@ -102,9 +114,11 @@ class ClaimPreparer:
         reservations: Reserver,
         read_host: HostReader,
         reclaim: Reclaimer | None = None,
+        returner: DeviceReturner | None = None,
     ) -> None:
         self._node = node_name
         self._reclaim = reclaim
+        self._returner = returner
         self._checkpoint = checkpoint
         self._lookups = lookups
         self._devices = devices
@@ -203,7 +217,10 @@ class ClaimPreparer:
             claim=str(claim),
             request=result.request,
         )
-        host = await self._read_host(entry.ifname) if eff.mode == "host-device" else None
+        host: HostState | None = None
+        if eff.mode == "host-device":
+            await self._make_room(claim, where, result.device)
+            host = await self._read_host(entry.ifname)
         pod = alloc.pods[0] if alloc.pods else None
         holder = Holder(
             claim=claim,
@@ -237,6 +254,26 @@ class ClaimPreparer:
             host=host,
             reserved_addresses=reserved,
         )
+
+    async def _make_room(self, claim: ClaimRef, where: str, device: str) -> None:
+        """A host-device NIC may still be in the pod of the claim that held it before (that pod
+        is being torn down: force-deleted pods are replaced at once). The scheduler gave the
+        device to this claim, so once the API confirms the old claim no longer holds it, the
+        NIC is taken back right now instead of failing this prepare (the kubelet would back
+        off for seconds) or waiting for a StopPodSandbox that may come late or never."""
+        if self._returner is None:
+            return
+        held = self._returner.holding(device, other_than=claim.uid)
+        if not held:
+            return
+        for old in {plan.claim for plan in held.values()}:
+            doc = await self._lookups.get_claim(old.namespace, old.name)
+            if claim_holds_device(doc, old, device=device, node=self._node):
+                raise ClaimError(
+                    f"{where}: device {device} is still allocated to claim {old} and in its "
+                    "pod; it can be prepared once that claim is deallocated"
+                )
+        await self._returner.take_back(held)
 
     async def _addresses(
         self, network: str, eff: EffectiveConfig, host: HostState | None, holder: Holder
@@ -333,6 +370,20 @@ async def _quietly(work: Awaitable[None]) -> None:
         await work
     except Exception:
         log.exception("releasing IP reservations failed; the controller's GC will collect them")
+
+
+def claim_holds_device(
+    doc: Mapping[str, Any] | None, claim: ClaimRef, *, device: str, node: str
+) -> bool:
+    """Does this incarnation of `claim` (its API object `doc`, None when gone) still have our
+    `device` of this node's pool in its allocation?"""
+    if doc is None or (doc.get("metadata") or {}).get("uid") != claim.uid:
+        return False
+    allocation = (doc.get("status") or {}).get("allocation") or {}
+    return any(
+        r.get("driver") == DRIVER_NAME and r.get("pool") == node and r.get("device") == device
+        for r in (allocation.get("devices") or {}).get("results") or ()
+    )
 
 
 def _devices(prepared: PreparedClaim) -> list[PreparedDevice]:

@@ -7,27 +7,66 @@ up what Stop could not (the runtime only logs errors from either, so they never 
 shutdown: every failure is logged and counted instead of raised).
 
 Safe to run twice: an attachment is forgotten once its interface is back, so a repeated
-Stop or a Remove after a good Stop finds nothing to do.
+Stop or a Remove after a good Stop finds nothing to do. Every path that gives an interface back
+(Stop, Remove, recovery, a take-back for the next claim) holds the attachment's lock, so two of
+them never move one NIC at once.
+
+Nothing forgotten too early: an attachment record (what the host NIC must be restored to) is
+dropped only once the interface is proven home or proven gone. A recovery that fails keeps the
+record and the claim prepared (unprepare refuses while it is there), is retried with backoff,
+counted in `multinet_agent_recovery_failures` and told on the claim as a Warning Event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from multinet.agent import metrics
 from multinet.agent.pins import NetnsPins, netns_gone
-from multinet.agent.ports import InterfaceMover, PodInfo, StateStore
+from multinet.agent.ports import EventSink, InterfaceMover, PodInfo, StateStore
+from multinet.kube.events import NoEvents, claim_ref
+from multinet.plans import AttachPlan
 
 log = logging.getLogger(__name__)
 
+#: Recovery retries: first after this many seconds, doubling up to the cap.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
 
 class Releaser:
-    def __init__(self, *, store: StateStore, mover: InterfaceMover, pins: NetnsPins) -> None:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        mover: InterfaceMover,
+        pins: NetnsPins,
+        events: EventSink | None = None,
+        retry_first_seconds: float = RETRY_FIRST_SECONDS,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
+    ) -> None:
         self._store = store
         self._mover = mover
         self._pins = pins
+        self._events: EventSink = events or NoEvents()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retry_first = retry_first_seconds
+        self._retry_max = retry_max_seconds
+        self._retries: dict[str, asyncio.Task[None]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, key: str) -> AsyncIterator[bool]:
+        """The attachment's lock; yields whether the attachment is still recorded."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield key in self._store.state.attachments
+        finally:
+            if not lock.locked() and key not in self._store.state.attachments:
+                self._locks.pop(key, None)
 
     def _attachments(self, pod: PodInfo) -> list[str]:
         return [k for k, a in self._store.state.attachments.items() if a.pod_uid == pod.uid]
@@ -36,15 +75,24 @@ class Releaser:
         keys = self._attachments(pod)
         if not keys:
             return
-        results = await asyncio.gather(*(self._detach(k) for k in keys), return_exceptions=True)
-        done = [k for k, r in zip(keys, results, strict=True) if r is True]
-        await self._store.forget(done)
+        results = await asyncio.gather(*(self._give_back(k) for k in keys), return_exceptions=True)
+        done = sum(1 for r in results if r is True)
         log.info(
             "returned %d of %d interface(s) to the host",
-            len(done),
+            done,
             len(keys),
             extra={"pod": pod.ref, "podUID": pod.uid},
         )
+
+    async def _give_back(self, key: str) -> bool:
+        """Detach and forget under the attachment's lock; True when it is home (or was)."""
+        async with self._holding(key) as recorded:
+            if not recorded:
+                return True  # another path brought it home meanwhile
+            if await self._detach(key):
+                await self._store.forget([key])
+                return True
+            return False
 
     async def _detach(self, key: str) -> bool:
         att = self._store.state.attachments[key]
@@ -65,6 +113,49 @@ class Releaser:
             return False
         self._pins.unpin(key)
         return True
+
+    # -- the next claim of a device ---------------------------------------------------------
+
+    def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]:
+        """Attachment keys (with their plans) that keep host-device `device` in a pod for a
+        claim other than the one with UID `other_than`."""
+        held: dict[str, AttachPlan] = {}
+        for key in self._store.state.attachments:
+            plan = self._store.plan(key)
+            if (
+                plan is not None
+                and plan.mode == "host-device"
+                and plan.device == device
+                and plan.claim.uid != other_than
+            ):
+                held[key] = plan
+        return held
+
+    async def take_back(self, keys: Iterable[str]) -> None:
+        """Bring these interfaces home now, for the next claim of their device.
+
+        The caller has established that the claims of these attachments no longer hold the
+        device (the scheduler already gave it to another claim): their pods are being torn down
+        and a StopPodSandbox may still be on its way. Waiting for it would fail or stall the next
+        pod's prepare; the agent holds the old pod's netns (its path or our pin), so it moves the
+        NIC home at once. A netns already gone falls back to recovery from the host.
+        """
+        for key in keys:
+            async with self._holding(key) as recorded:
+                if not recorded:
+                    continue
+                att = self._store.state.attachments[key]
+                reachable = self._pins.pinned(key) or not netns_gone(att.netns)
+                if reachable and await self._detach(key):
+                    await self._store.forget([key])
+                    log.info(
+                        "took the interface back from a pod whose claim no longer holds it",
+                        extra={"pod": att.pod, "podUID": att.pod_uid, "attachment": key},
+                    )
+                    continue
+            await self._recover([key])
+
+    # -- pods that went away without a Stop we could act on ---------------------------------
 
     async def release_vanished(self, pods: Iterable[PodInfo]) -> None:
         """On (re)connect: attachments of pods that no longer run, or whose netns was replaced
@@ -101,10 +192,18 @@ class Releaser:
         )
 
     async def _recover(self, keys: list[str]) -> None:
+        for key in keys:
+            if not await self._recover_one(key):
+                self._retry_later(key)
+
+    async def _recover_one(self, key: str) -> bool:
         """The pod is gone or going without a Stop we could act on. Through our pin the netns
         may still hold the interface: move it back from there; otherwise look for it on the
-        host (a physical NIC falls back under its pod-side name) or report it gone."""
-        for key in keys:
+        host (a physical NIC falls back under its pod-side name) or prove it gone. True when
+        the record is settled (home, gone, or nothing to restore) and dropped."""
+        async with self._holding(key) as recorded:
+            if not recorded:
+                return True
             att = self._store.state.attachments[key]
             plan = self._store.plan(key)
             if plan is not None:
@@ -114,8 +213,8 @@ class Releaser:
                     try:
                         outcome = await self._mover.recover(plan, att)
                     except Exception as exc:
-                        metrics.RESTORE_ERRORS.inc()
-                        outcome = f"recovery failed: {exc}"
+                        self._recovery_failed(key, plan, att.pod, exc)
+                        return False
                 log.warning(
                     "the pod's sandbox went away without a StopPodSandbox we could act on: %s",
                     outcome,
@@ -123,3 +222,52 @@ class Releaser:
                 )
             self._pins.unpin(key)
             await self._store.forget([key])
+            return True
+
+    def _recovery_failed(self, key: str, plan: AttachPlan, pod: str, exc: Exception) -> None:
+        metrics.RESTORE_ERRORS.inc()
+        metrics.RECOVERY_FAILURES.inc()
+        first = key not in self._retries
+        log.error(
+            "recovering %s failed, keeping its restore record and retrying: %s",
+            plan.device,
+            exc,
+            extra={"pod": pod, "claim": str(plan.claim), "attachment": key},
+        )
+        if first:  # one Event per failing streak, not one per retry
+            self._events.post(
+                claim_ref(plan.claim.namespace, plan.claim.name, plan.claim.uid),
+                "Warning",
+                "InterfaceRecoveryFailed",
+                f"device {plan.device} ({plan.host_ifname}) of pod {pod} could not be given back "
+                f"to the host: {exc}; the agent keeps its record and the claim prepared and "
+                "retries with backoff",
+            )
+
+    def _retry_later(self, key: str) -> None:
+        if key in self._retries and not self._retries[key].done():
+            return
+        self._retries[key] = asyncio.get_running_loop().create_task(
+            self._retry(key), name=f"recover {key}"
+        )
+        metrics.RECOVERIES_PENDING.set(len(self._retries))
+
+    async def _retry(self, key: str) -> None:
+        delay = self._retry_first
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                if await self._recover_one(key):
+                    log.info("recovered after retrying", extra={"attachment": key})
+                    return
+                delay = min(delay * 2, self._retry_max)
+        finally:
+            self._retries.pop(key, None)
+            metrics.RECOVERIES_PENDING.set(len(self._retries))
+
+    async def close(self) -> None:
+        """Stop retrying (shutdown): the records stay in the checkpoint for the next run."""
+        tasks = list(self._retries.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
