@@ -6,8 +6,9 @@
 - the RBAC objects in the cluster are the rendered ones, and the controller and node agent
   processes run under the rendered service accounts;
 - least privilege, with the node agent's REAL identity (the node-bound token localcluster gives
-  the agent process): no Secrets, no other node's ResourceSlices (the admission policy's message),
-  its own node's slices yes, no deleting nodes or pods; the controller reads no Secrets either.
+  the agent process): no Secrets, no other node's ResourceSlices and none of another driver (the
+  admission policy's message), its own node's slices yes, IP reservations of its own node only
+  (create and delete), no deleting nodes or pods; the controller reads no Secrets either.
 """
 
 from __future__ import annotations
@@ -295,6 +296,65 @@ def test_agent_cannot_delete_another_nodes_slice(multinet: Cluster, agent_kubeco
         assert multinet.kubectl("get", "resourceslice", name, check=False).returncode == 0
     finally:
         multinet.kubectl("delete", "resourceslice", name, check=False)
+
+
+def test_agent_cannot_write_a_slice_of_another_driver(
+    multinet: Cluster, agent_kubeconfig: Path
+) -> None:
+    body = _slice(multinet.node_name)
+    body["spec"]["driver"] = "dra.net"
+    proc = kubectl(
+        agent_kubeconfig, "create", "--dry-run=server", "-f", "-", input=json.dumps(body)
+    )
+    assert proc.returncode != 0, "the agent created a ResourceSlice of another driver"
+    assert f"ValidatingAdmissionPolicy '{POLICY}'" in proc.stderr, proc.stderr
+    assert "may only write ResourceSlices of driver multinet.dev" in proc.stderr
+
+
+RESERVATION_POLICY = "multinet-node-agent-own-reservations"
+
+
+def _reservation(node: str) -> Obj:
+    return {
+        "apiVersion": "multinet.dev/v1alpha1",
+        "kind": "IPReservation",
+        "metadata": {"name": f"198-51-100-{secrets.randbelow(200) + 10}"},
+        "spec": {
+            "network": f"mn-deploy-test-{secrets.token_hex(3)}",
+            "address": "198.51.100.9",
+            "claim": {"namespace": "ns", "name": "c", "uid": secrets.token_hex(8)},
+            "node": node,
+        },
+    }
+
+
+def test_agent_writes_ip_reservations_of_its_own_node_only(
+    multinet: Cluster, agent_kubeconfig: Path
+) -> None:
+    own = _reservation(multinet.node_name)
+    proc = kubectl(agent_kubeconfig, "create", "--dry-run=server", "-f", "-", input=json.dumps(own))
+    assert proc.returncode == 0, proc.stderr
+
+    other = _reservation(f"mn-no-such-node-{secrets.token_hex(3)}")
+    proc = kubectl(
+        agent_kubeconfig, "create", "--dry-run=server", "-f", "-", input=json.dumps(other)
+    )
+    assert proc.returncode != 0, "the agent reserved an address for another node"
+    assert f"ValidatingAdmissionPolicy '{RESERVATION_POLICY}'" in proc.stderr, proc.stderr
+    assert (
+        f"the multinet node agent of node {multinet.node_name} "
+        "may only write IP reservations of its own node"
+    ) in proc.stderr
+
+    name = other["metadata"]["name"]
+    multinet.kubectl("create", "-f", "-", input=json.dumps(other))  # as admin
+    try:
+        proc = kubectl(agent_kubeconfig, "delete", "ipreservation", name)
+        assert proc.returncode != 0, "the agent deleted another node's IP reservation"
+        assert "may only write IP reservations of its own node" in proc.stderr, proc.stderr
+        assert multinet.kubectl("get", "ipreservation", name, check=False).returncode == 0
+    finally:
+        multinet.kubectl("delete", "ipreservation", name, check=False)
 
 
 def test_agent_can_write_its_own_nodes_slice(multinet: Cluster, agent_kubeconfig: Path) -> None:
