@@ -2,17 +2,26 @@
 
 Replicates the upstream kubelet-plugin helper's checks: the claim must be allocated and have the
 UID the kubelet named; only results for our driver count; a subrequest name `req/sub` is
-reported to the kubelet as `req`; `shareID` travels as `share_id`.
+reported to the kubelet as `req`; `shareID` travels as `share_id`. The fields read are
+type-checked first: a claim of the wrong shape is a ConfigError naming the field, not a crash.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError
 
 from multinet import DRIVER_NAME
-from multinet.api.claimconfig import OpaqueConfig, split_allocation_configs
+from multinet.api import problems
+from multinet.api.claimconfig import (
+    AllocatedConfig,
+    ApiShape,
+    OpaqueConfig,
+    split_allocation_configs,
+)
 from multinet.errors import ClaimError
 from multinet.plans import ClaimRef
 
@@ -46,37 +55,81 @@ class Allocation:
     pods: tuple[PodRef, ...]  # status.reservedFor entries that are pods
 
 
-def parse(doc: Mapping[str, Any] | None, claim: ClaimRef) -> Allocation:
-    """ClaimError when the claim is gone, was recreated (other UID) or is not allocated."""
+class _Result(ApiShape):
+    driver: str = ""
+    request: str = ""
+    pool: str = ""
+    device: str = ""
+    share_id: Annotated[str | None, Field(alias="shareID")] = None
+
+
+class _Devices(ApiShape):
+    results: list[_Result] | None = None
+    config: list[AllocatedConfig] | None = None
+
+
+class _Allocation(ApiShape):
+    devices: _Devices | None = None
+
+
+class _Consumer(ApiShape):
+    api_group: str | None = None
+    resource: str = ""
+    name: str = ""
+    uid: str = ""
+
+
+class _Status(ApiShape):
+    allocation: _Allocation | None = None
+    reserved_for: list[_Consumer] | None = None
+
+
+class _Metadata(ApiShape):
+    uid: str | None = None
+
+
+class _Claim(ApiShape):
+    """The parts of a ResourceClaim this module reads."""
+
+    metadata: _Metadata | None = None
+    status: _Status | None = None
+
+
+def parse(doc: Any, claim: ClaimRef) -> Allocation:
+    """ClaimError when the claim is gone, was recreated (other UID) or is not allocated;
+    ConfigError naming every field whose type is wrong (``status.allocation.devices.results``)."""
     if doc is None:
         raise ClaimError(f"claim {claim}: not found in the API")
-    uid = (doc.get("metadata") or {}).get("uid")
+    if not isinstance(doc, Mapping):
+        shown = problems.show(doc)
+        problems.fail([f"ResourceClaim: must be an object, got {shown}"], subject=f"claim {claim}")
+    try:
+        shape = _Claim.model_validate(doc)
+    except ValidationError as exc:
+        problems.fail(problems.messages(exc, ""), subject=f"claim {claim}")
+    uid = shape.metadata.uid if shape.metadata else None
     if uid != claim.uid:
         raise ClaimError(
             f"claim {claim}: metadata.uid is {uid}, the kubelet asked for {claim.uid} "
             "(the claim was deleted and recreated)"
         )
-    status = doc.get("status") or {}
-    allocation = status.get("allocation")
-    if not allocation:
+    status = shape.status or _Status()
+    allocation = status.allocation
+    # An allocation without any field we know (``{}``) is as good as none.
+    if allocation is None or not allocation.model_fields_set:
         raise ClaimError(
             f"claim {claim}: status.allocation is missing (the claim is not allocated)"
         )
-    devices = allocation.get("devices") or {}
+    devices = allocation.devices or _Devices()
     results = tuple(
-        Result(
-            request=str(r.get("request", "")),
-            pool=str(r.get("pool", "")),
-            device=str(r.get("device", "")),
-            share_id=r.get("shareID"),
-        )
-        for r in devices.get("results") or ()
-        if r.get("driver") == DRIVER_NAME
+        Result(request=r.request, pool=r.pool, device=r.device, share_id=r.share_id)
+        for r in devices.results or ()
+        if r.driver == DRIVER_NAME
     )
-    from_class, from_claim = split_allocation_configs(devices.get("config") or ())
+    from_class, from_claim = split_allocation_configs(devices.config)
     pods = tuple(
-        PodRef(name=str(r.get("name", "")), uid=str(r.get("uid", "")))
-        for r in status.get("reservedFor") or ()
-        if r.get("resource") == "pods" and not r.get("apiGroup")
+        PodRef(name=r.name, uid=r.uid)
+        for r in status.reserved_for or ()
+        if r.resource == "pods" and not r.api_group
     )
     return Allocation(results, tuple(from_class), tuple(from_claim), pods)

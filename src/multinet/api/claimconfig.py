@@ -14,10 +14,11 @@ layer replaces the earlier value as a whole (lists are not concatenated: a claim
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from multinet.api import names, parameters, problems
 from multinet.api.fields import IfName, InterfaceAddress, IPInterface, Mac, Mtu, StrictModel
@@ -79,18 +80,52 @@ def parse(doc: Any, *, prefix: str = "config") -> ClaimConfig:
         problems.fail(problems.messages(exc, prefix))
 
 
+class ApiShape(BaseModel):
+    """Part of an object the apiserver wrote: the fields we read are type-checked (a wrong shape
+    is a ``ConfigError`` naming the field, never an AttributeError), the rest is ignored."""
+
+    model_config = ConfigDict(
+        strict=True, extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Opaque(ApiShape):
+    driver: str = ""
+    parameters: Any = None  # validated by ``parse`` only for our driver and matching requests
+
+
+class AllocatedConfig(ApiShape):
+    """One ``status.allocation.devices.config[]`` entry."""
+
+    source: str = ""
+    requests: list[str] | None = None
+    opaque: Opaque | None = None
+
+
+_ALLOCATED_CONFIGS: TypeAdapter[list[AllocatedConfig] | None] = TypeAdapter(
+    list[AllocatedConfig] | None
+)
+
+
 def split_allocation_configs(
-    config: Sequence[Mapping[str, Any]], driver: str = names.DRIVER
+    config: Any, driver: str = names.DRIVER, *, prefix: str = "config"
 ) -> tuple[list[OpaqueConfig], list[OpaqueConfig]]:
-    """``status.allocation.devices.config`` -> (class configs, claim configs) for ``driver``."""
+    """``status.allocation.devices.config`` -> (class configs, claim configs) for ``driver``.
+
+    ``config`` may be raw JSON or already validated entries; a wrong shape is a ``ConfigError``
+    whose paths start with ``prefix``.
+    """
+    try:
+        entries = _ALLOCATED_CONFIGS.validate_python(config) or []
+    except ValidationError as exc:
+        problems.fail(problems.messages(exc, prefix))
     from_class: list[OpaqueConfig] = []
     from_claim: list[OpaqueConfig] = []
-    for i, entry in enumerate(config):
-        opaque = entry.get("opaque") or {}
-        if opaque.get("driver") != driver:
+    for i, entry in enumerate(entries):
+        if entry.opaque is None or entry.opaque.driver != driver:
             continue
-        item = OpaqueConfig(opaque.get("parameters"), i, tuple(entry.get("requests") or ()))
-        (from_class if entry.get("source") == "FromClass" else from_claim).append(item)
+        item = OpaqueConfig(entry.opaque.parameters, i, tuple(entry.requests or ()))
+        (from_class if entry.source == "FromClass" else from_claim).append(item)
     return from_class, from_claim
 
 

@@ -11,7 +11,7 @@ that wants to point below its own field raises ``problem(subpath, rule)``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
@@ -29,13 +29,54 @@ def problem(subpath: Sequence[str | int], rule: str) -> PydanticCustomError:
     return PydanticCustomError("multinet", "{rule}", {"rule": rule, _SUBPATH: list(subpath)})
 
 
+_SHOWN = 80  # characters of a value a message quotes
+
+
 def show(value: Any) -> str:
-    """A value as the user wrote it in YAML/JSON, short enough for a message."""
+    """A value as the user wrote it in YAML/JSON, short enough for a message.
+
+    Never raises: it renders the JSON lazily and stops after ``_SHOWN`` characters, so a document
+    nested thousands of levels deep (``json.dumps`` would hit the recursion limit) or holding
+    millions of items costs no more than a short one. Each nesting level emits a character before
+    descending, so the walk never goes deeper than ``_SHOWN`` levels.
+    """
+    text = ""
     try:
-        text = json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        for piece in _pieces(value):
+            text += piece
+            if len(text) > _SHOWN:
+                break
+    except Exception:  # a hostile __str__ or key; the message must still be built
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """``json.dumps(value, sort_keys=True, default=str)`` in pieces, produced on demand."""
+    if isinstance(value, Mapping):
+        yield "{"
+        for i, key in enumerate(sorted(value, key=str)):
+            yield (", " if i else "") + _scalar(key if isinstance(key, str) else str(key)) + ": "
+            yield from _pieces(value[key])
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _pieces(item)
+        yield "]"
+    else:
+        yield _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if value is None or isinstance(value, str | int | float):
+        try:
+            return json.dumps(value)
+        except ValueError:  # an int beyond Python's 4300-digit str() limit
+            return f"<{type(value).__name__}>"
+    return json.dumps(str(value))
 
 
 def join_path(parts: Iterable[str | int]) -> str:

@@ -23,9 +23,13 @@ class Verdict:
     reason: str  # why not, for logs ("" when usable)
 
 
-def judge(body: Mapping[str, Any]) -> Verdict | None:
-    """None for objects that are not ours (or unreadable without a name)."""
-    name = str((body.get("metadata") or {}).get("name") or "")
+def judge(body: Any) -> Verdict | None:
+    """None for objects that are not ours (or unreadable without a name).
+
+    Total over any JSON value: a malformed object becomes a Verdict that binds nothing and says
+    why, so one bad PodNetwork never stops the others from being judged.
+    """
+    name = name_of(body)
     try:
         net = podnetwork.parse(body)
     except ConfigError as exc:
@@ -47,3 +51,10 @@ def judge(body: Mapping[str, Any]) -> Verdict | None:
         name=name, interfaces=tuple(str(n) for n in params.interfaces.names), mode=params.mode
     )
     return Verdict(name, selector, "")
+
+
+def name_of(body: Any) -> str:
+    """``metadata.name`` when it is a non-empty string, else ""."""
+    meta = body.get("metadata") if isinstance(body, Mapping) else None
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return name if isinstance(name, str) else ""

@@ -29,6 +29,19 @@ EVENT_NAMESPACE = "default"  # events of cluster-scoped objects live here
 CONFLICT_REASON = "DeviceConflict"
 
 
+def _judge(name: str, body: Mapping[str, Any]) -> networks.Verdict | None:
+    """``networks.judge`` that cannot take the other networks down with it.
+
+    ``judge`` is meant to be total; should a body still make it raise, that one network binds
+    nothing (and says why in the log) while every other network keeps its devices.
+    """
+    try:
+        return networks.judge(body)
+    except Exception as exc:
+        log.exception("cannot judge PodNetwork %s; it binds no devices", name)
+        return networks.Verdict(name, None, f"cannot be judged: {exc!r}")
+
+
 class PodNetworkWatcher:
     def __init__(
         self,
@@ -52,7 +65,7 @@ class PodNetworkWatcher:
     # -- state ---------------------------------------------------------------------------
 
     def _recompute(self) -> None:
-        verdicts = [networks.judge(b) for b in self._bodies.values()]
+        verdicts = [_judge(n, b) for n, b in self._bodies.items()]
         selectors = tuple(
             sorted((v.selector for v in verdicts if v and v.selector), key=lambda s: s.name)
         )
@@ -76,7 +89,9 @@ class PodNetworkWatcher:
         doc = await self._custom.list_cluster_custom_object(
             names.GROUP, names.VERSION, names.PLURAL
         )
-        self._bodies = {i["metadata"]["name"]: i for i in doc.get("items") or []}
+        # An item without a readable name cannot be watched or bound; the others still are.
+        items = doc.get("items") or []
+        self._bodies = {name: i for i in items if (name := networks.name_of(i))}
         self._recompute()
         self.synced.set()
         return str(doc.get("metadata", {}).get("resourceVersion") or "")
@@ -100,7 +115,7 @@ class PodNetworkWatcher:
                     raise ApiException(status=code or 500, reason=str(obj))
                 if kind == "BOOKMARK" or not isinstance(obj, dict):
                     continue
-                name = obj.get("metadata", {}).get("name")
+                name = networks.name_of(obj)
                 if not name:
                     continue
                 if kind == "DELETED":
