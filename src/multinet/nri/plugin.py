@@ -12,6 +12,12 @@ Contract (PROTOCOLS.md 4.3-4.4):
   until `run()` is cancelled. The handler object and its running tasks survive reconnections.
 - Malformed input never escapes as an exception: the session ends with a logged `ProtocolError`, the
   socket is closed, and `run()` reconnects.
+- Bounded: the ttrpc server runs at most `max_concurrent_requests` handlers at once and accepts at
+  most `max_pending_requests` (see `multinet.nri.ttrpc`). Synchronize collects at most
+  `max_sync_pods` pods and `max_sync_bytes` bytes of requests over all its chunks; past either,
+  the chunk is answered RESOURCE_EXHAUSTED naming the limit, an ERROR is logged, what was
+  collected is dropped and the session ends (without a complete Synchronize there is nothing to
+  serve), to be retried on the next connection.
 
 Time budget: see `multinet.nri.dispatch` for the per-event deadline policy. Registration through the
 end of Synchronize must finish within `startup_timeout`, or the attempt is abandoned and retried.
@@ -59,6 +65,14 @@ class PluginSettings:
     backoff_initial: float = 0.2
     backoff_max: float = 5.0  # a restarted containerd is found within this long
     drain_timeout: float = 2.0  # on shutdown, wait this long for running handlers before cancelling
+    # What a peer can make the plugin hold. A node runs ~110 pods by default (a few hundred at
+    # most); a burst of pod starts is one request per pod, each answered within event_budget.
+    max_concurrent_requests: int = 64  # handlers running at once; more wait for a slot
+    max_pending_requests: int = (
+        256  # accepted at once (running + waiting); more: RESOURCE_EXHAUSTED
+    )
+    max_sync_pods: int = 5000  # pods over all Synchronize chunks of one connection
+    max_sync_bytes: int = 64 * 1024 * 1024  # request bytes over all Synchronize chunks
 
     def __post_init__(self) -> None:
         errors = []
@@ -70,6 +84,13 @@ class PluginSettings:
             errors.append("socket_path: must not be empty")
         if self.safety_margin >= self.event_budget:
             errors.append("safety_margin: must be smaller than event_budget")
+        if not 0 < self.max_concurrent_requests <= self.max_pending_requests:
+            errors.append(
+                "max_concurrent_requests: must be positive and at most max_pending_requests"
+            )
+        for name in ("max_sync_pods", "max_sync_bytes"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name}: must be positive")
         if errors:
             raise ConfigError(errors, subject="NRI plugin settings")
 
@@ -79,7 +100,9 @@ class _Session:
     """State of one connection: pods of the Synchronize chunks so far, the runtime's timeout."""
 
     pods: list[PodSandbox] = field(default_factory=list)
+    sync_bytes: int = 0  # request bytes of the Synchronize chunks so far
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: ttrpc.TtrpcError | None = None  # Synchronize refused: end the session
     request_timeout: float = 0.0  # seconds, from Configure; 0 = unknown
 
 
@@ -143,7 +166,10 @@ class NRIPlugin:
         conn = mux.Mux(reader, writer)
         session = _Session()
         server = ttrpc.Server(
-            lambda data: conn.send(mux.PLUGIN_CONN, data), self._handlers(session)
+            lambda data: conn.send(mux.PLUGIN_CONN, data),
+            self._handlers(session),
+            max_concurrent=self.settings.max_concurrent_requests,
+            max_pending=self.settings.max_pending_requests,
         )
         client = ttrpc.Client(lambda data: conn.send(mux.RUNTIME_CONN, data))
         conn.register(mux.PLUGIN_CONN, server.feed)
@@ -181,6 +207,8 @@ class NRIPlugin:
             timeout = self.settings.startup_timeout
             await client.call(RUNTIME_SERVICE, "RegisterPlugin", payload, budget=timeout)
             await session.synced.wait()
+            if session.failed is not None:  # refused by our own Synchronize handler
+                raise ttrpc.TtrpcError(session.failed.code, session.failed.message)
 
         registering = asyncio.create_task(register(), name="nri-register")
         try:
@@ -227,7 +255,27 @@ class NRIPlugin:
             return nri_pb2.ConfigureResponse(events=EVENTS_MASK).SerializeToString()
 
         async def synchronize(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
-            req = _parse(nri_pb2.SynchronizeRequest, payload)
+            session.sync_bytes += len(payload)
+            problem = None
+            if session.sync_bytes > self.settings.max_sync_bytes:
+                problem = (
+                    f"Synchronize requests total {session.sync_bytes} bytes so far, more than "
+                    f"the {self.settings.max_sync_bytes} allowed (max_sync_bytes)"
+                )
+            else:
+                req = _parse(nri_pb2.SynchronizeRequest, payload)
+                pods = len(session.pods) + len(req.pods)
+                if pods > self.settings.max_sync_pods:
+                    problem = (
+                        f"Synchronize lists {pods} pods so far, more than the "
+                        f"{self.settings.max_sync_pods} allowed (max_sync_pods)"
+                    )
+            if problem is not None:
+                session.pods.clear()  # the point of the cap: do not keep holding them
+                log.error("NRI %s; refusing it and ending the connection", problem)
+                session.failed = ttrpc.TtrpcError(ttrpc.RESOURCE_EXHAUSTED, problem)
+                session.synced.set()
+                raise session.failed
             session.pods.extend(pod_from_proto(p) for p in req.pods)
             if req.more:
                 return nri_pb2.SynchronizeResponse(more=True).SerializeToString()

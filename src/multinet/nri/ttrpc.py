@@ -12,6 +12,13 @@ Contract:
   any other exception as UNKNOWN with its message, UNIMPLEMENTED (12) for unknown methods,
   INVALID_ARGUMENT for a payload the handler cannot parse, DEADLINE_EXCEEDED when the caller's
   `timeout_nano` runs out first (the handler is cancelled then: the caller has given up).
+- What a peer can make the server hold is bounded. At most `max_concurrent` handlers run at once;
+  further requests WAIT for a slot, in arrival order, within their own deadline (a burst of pod
+  starts is normal and should be served, a little later, not failed). At most `max_pending`
+  requests are accepted at once (running + waiting); one more is answered at once with
+  RESOURCE_EXHAUSTED (8, "retry later"), logged at WARNING once per overload. A peer that keeps
+  sending while it does not even read those answers (another `max_pending` of them pile up)
+  is a `ProtocolError`: the connection is closed.
 - `Client` numbers its streams 1, 3, 5, ... and resolves one future per stream; a response for an
   unknown stream (e.g. after a local timeout) is dropped.
 
@@ -44,6 +51,7 @@ OK = 0
 UNKNOWN = 2
 INVALID_ARGUMENT = 3
 DEADLINE_EXCEEDED = 4
+RESOURCE_EXHAUSTED = 8
 UNIMPLEMENTED = 12
 UNAVAILABLE = 14
 
@@ -128,19 +136,36 @@ Send = Callable[[bytes], Awaitable[None]]
 
 
 class Server:
-    """ttrpc server side of one ConnID. Feed it bytes; it answers through `send`."""
+    """ttrpc server side of one ConnID. Feed it bytes; it answers through `send`.
 
-    def __init__(self, send: Send, handlers: Mapping[tuple[str, str], Handler]) -> None:
+    `max_concurrent` handlers run at once, `max_pending` requests are accepted at once (see the
+    module docstring)."""
+
+    def __init__(
+        self,
+        send: Send,
+        handlers: Mapping[tuple[str, str], Handler],
+        *,
+        max_concurrent: int = 64,
+        max_pending: int = 256,
+    ) -> None:
+        if not 0 < max_concurrent <= max_pending:
+            raise ValueError(f"need 0 < max_concurrent ({max_concurrent}) <= max_pending")
         self._send = send
         self._handlers = dict(handlers)
         self._decoder = MessageDecoder()
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # accepted requests, by stream
+        self._refusals: dict[int, asyncio.Task[None]] = {}  # RESOURCE_EXHAUSTED being sent
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.max_pending = max_pending
+        self.refused = 0  # requests answered RESOURCE_EXHAUSTED so far
+        self._overloaded = False  # logged for the current overload already
 
     def feed(self, data: bytes) -> None:
         for msg in self._decoder.feed(data):
             if msg.type != REQUEST:
                 raise ProtocolError(f"ttrpc server got message type {msg.type}, expected a Request")
-            if msg.stream_id in self._tasks:
+            if msg.stream_id in self._tasks or msg.stream_id in self._refusals:
                 raise ProtocolError(f"ttrpc request reuses stream {msg.stream_id} still in flight")
             req = parse_request(msg.body)
             loop = asyncio.get_running_loop()
@@ -151,12 +176,43 @@ class Server:
                 deadline=loop.time() + req.timeout_nano / 1e9 if req.timeout_nano > 0 else None,
                 metadata={kv.key: kv.value for kv in req.metadata},
             )
+            if len(self._tasks) >= self.max_pending:
+                self._refuse(ctx)
+                continue
             task = loop.create_task(self._serve(ctx, req.payload), name=f"ttrpc-{req.method}")
             self._tasks[msg.stream_id] = task
-            task.add_done_callback(functools.partial(self._forget, msg.stream_id))
+            task.add_done_callback(functools.partial(self._forget, self._tasks, msg.stream_id))
 
-    def _forget(self, stream_id: int, _task: asyncio.Task[None]) -> None:
-        self._tasks.pop(stream_id, None)
+    def _refuse(self, ctx: CallContext) -> None:
+        if len(self._refusals) >= self.max_pending:
+            raise ProtocolError(
+                f"ttrpc peer keeps sending requests beyond {self.max_pending} in flight without "
+                "reading the answers"
+            )
+        self.refused += 1
+        if not self._overloaded:
+            self._overloaded = True
+            log.warning(
+                "ttrpc: %d requests in flight, the most accepted at once; answering further "
+                "requests RESOURCE_EXHAUSTED until some finish",
+                self.max_pending,
+                extra={"method": ctx.method},
+            )
+        resp = ttrpc_pb2.Response()
+        resp.status.code = RESOURCE_EXHAUSTED
+        resp.status.message = (
+            f"{ctx.method}: {self.max_pending} requests already in flight; retry later"
+        )
+        task = asyncio.get_running_loop().create_task(self._reply(ctx, resp), name="ttrpc-refuse")
+        self._refusals[ctx.stream_id] = task
+        task.add_done_callback(functools.partial(self._forget, self._refusals, ctx.stream_id))
+
+    def _forget(
+        self, tasks: dict[int, asyncio.Task[None]], stream_id: int, _task: asyncio.Task[None]
+    ) -> None:
+        tasks.pop(stream_id, None)
+        if not self._tasks:
+            self._overloaded = False
 
     async def _serve(self, ctx: CallContext, payload: bytes) -> None:
         handler = self._handlers.get((ctx.service, ctx.method))
@@ -167,7 +223,8 @@ class Server:
         else:
             try:
                 async with asyncio.timeout_at(ctx.deadline):
-                    resp.payload = await handler(payload, ctx)
+                    async with self._slots:  # waits here while max_concurrent handlers run
+                        resp.payload = await handler(payload, ctx)
             except TtrpcError as exc:
                 resp.status.code, resp.status.message = exc.code, exc.message
             except TimeoutError:
@@ -177,6 +234,9 @@ class Server:
                 log.exception("ttrpc handler %s/%s failed", ctx.service, ctx.method)
                 resp.status.code = UNKNOWN
                 resp.status.message = str(exc) or type(exc).__name__
+        await self._reply(ctx, resp)
+
+    async def _reply(self, ctx: CallContext, resp: ttrpc_pb2.Response) -> None:
         try:
             await self._send(encode_message(ctx.stream_id, RESPONSE, resp.SerializeToString()))
         except (ConnectionError, OSError) as exc:
@@ -184,7 +244,7 @@ class Server:
 
     async def close(self) -> None:
         """Cancel in-flight handlers (their callers are gone with the connection)."""
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._refusals.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
