@@ -51,9 +51,10 @@ cluster-down: venv ## stop the local cluster and restore the machine
 demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the cluster)
 	$(PY) -m localcluster.demo $(if $(KEEP),--keep,)
 
-bench: venv binaries ## benchmarks: attach latency and pod start-up figures
+bench: venv binaries ## benchmarks: attach latency, pod start-up and churn figures
 	$(PY) bench/attach_latency.py
 	$(PY) bench/pod_startup.py
+	$(PY) bench/churn.py
 
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
 	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen
