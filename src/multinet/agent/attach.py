@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from multinet import faults
 from multinet.agent import metrics
 from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
@@ -128,6 +129,7 @@ class Attacher:
             detail = "; ".join(f"{_describe(p)}: {err}" for p, err in failures)
             raise AttachError(f"pod {pod.ref}: {detail}")
         done = [r for r in results if not isinstance(r, BaseException)]
+        faults.crash_point("attach-moved")
         await self._store.record(
             intent.model_copy(
                 update={"phase": "attached", "pod_ifindex": r.ifindex, "host": r.host}

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from multinet import DRIVER_NAME, ipam
+from multinet import DRIVER_NAME, faults, ipam
 from multinet.agent import allocation, metrics
 from multinet.api.claimconfig import EffectiveConfig, effective_config
 from multinet.api.fields import IPAddress
@@ -155,6 +155,7 @@ class ClaimPreparer:
             prepared = PreparedClaim(
                 claim=claim, pod_uids=tuple(p.uid for p in alloc.pods), plans=tuple(plans)
             )
+            faults.crash_point("prepare-reserved")
             async with self._checkpoint.update() as draft:
                 draft.claims[claim.uid] = prepared
         except BaseException:
@@ -348,6 +349,7 @@ class ClaimPreparer:
                 "it is released once the interface is back on the host"
             )
         await self._release(claim, list(known.plans), best_effort=False)
+        faults.crash_point("unprepare-released")
         async with self._checkpoint.update() as draft:
             draft.claims.pop(claim.uid, None)
         log.info("unprepared claim", extra={"claim": str(claim), "claim_uid": claim.uid})

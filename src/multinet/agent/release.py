@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 
+from multinet import faults
 from multinet.agent import metrics
 from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.agent.ports import EventSink, InterfaceMover, PodInfo, StateStore
@@ -90,6 +91,7 @@ class Releaser:
             if not recorded:
                 return True  # another path brought it home meanwhile
             if await self._detach(key):
+                faults.crash_point("detach-moved")
                 await self._store.forget([key])
                 return True
             return False
