@@ -10,7 +10,8 @@ Recovery: a bad entry (or one that could not be written back) is quarantined (a 
 the file kept, key and reason logged and reported) and the rest kept, once; a checksum mismatch
 is corruption; the checksum is the documented one; an older version is migrated; a newer one is
 refused with the file untouched; two corruptions in one second keep both files; a directory at
-the temp path blocks neither start nor writes.
+the temp path blocks neither start nor writes. The agent posts a Warning Event on its Node for
+each entry set aside (and for a lost file), at most 20 and one saying how many more.
 
 Group commit: a burst of N concurrent changes costs far fewer than N file writes (counted at the
 real write function, which still writes the real file); every caller returns only once the file
@@ -33,14 +34,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from multinet import checkpoint
+from multinet.agent.main import report_quarantined
 from multinet.checkpoint import Checkpoint, load_state
 from multinet.errors import CheckpointError
+from multinet.kube.events import EventType, ObjectRef
 from multinet.plans import (
     AgentState,
     Attachment,
@@ -578,3 +582,50 @@ async def test_max_batch_one_writes_once_per_change(tmp_path: Path) -> None:
     await asyncio.gather(*(cp.record([_attachment(i)]) for i in range(10)))
     assert cp.writes == 10
     assert len(load_state(cp.path).attachments) == 10
+
+
+# -- what the agent tells the cluster ----------------------------------------------------------
+
+
+@dataclass
+class _PostedEvents:
+    """An EventSink that keeps what was posted."""
+
+    posted: list[tuple[ObjectRef, str, str, str]] = field(default_factory=list)
+
+    def post(self, about: ObjectRef, type_: EventType, reason: str, message: str) -> None:
+        self.posted.append((about, type_, reason, message))
+
+
+def test_the_agent_reports_each_quarantined_entry_on_its_node(tmp_path: Path) -> None:
+    bad = _dumped(_claim(2))
+    bad["plans"][0]["mode"] = "ipvlan"
+    _v1_file(tmp_path / "checkpoint.json", {"uid-1": _dumped(_claim(1)), "uid-2": bad}, {})
+    cp = Checkpoint.open(tmp_path)
+    sink = _PostedEvents()
+    report_quarantined(sink, cp.quarantined, "node-a")
+    [(about, type_, reason, message)] = sink.posted
+    assert (about.kind, about.name, about.namespace, about.uid) == (
+        "Node",
+        "node-a",
+        None,
+        "node-a",
+    )
+    assert (type_, reason) == ("Warning", "CheckpointEntryQuarantined")
+    assert "claim uid-2" in message and "plans.0.mode" in message
+    assert str(cp.quarantined[0].kept_in) in message
+
+
+def test_the_agent_reports_a_lost_file_and_caps_a_flood(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.json").write_bytes(b"{garbage")
+    sink = _PostedEvents()
+    report_quarantined(sink, Checkpoint.open(tmp_path).quarantined, "node-a")
+    [(_, _, reason, message)] = sink.posted
+    assert reason == "CheckpointUnreadable" and "empty state" in message
+
+    bad = {f"key-{i}": {"plan_key": f"key-{i}"} for i in range(25)}
+    _v1_file(tmp_path / "checkpoint.json", {}, bad)
+    sink = _PostedEvents()
+    report_quarantined(sink, Checkpoint.open(tmp_path).quarantined, "node-a")
+    assert len(sink.posted) == 21
+    assert "and 5 more" in sink.posted[-1][3]

@@ -1,7 +1,8 @@
 """Node agent entry point: wires the adapters together in one asyncio loop.
 
 Start-up order matters:
-1. the checkpoint (what we prepared and attached before a restart),
+1. the checkpoint (what we prepared and attached before a restart; whatever it had to set
+   aside becomes a Warning Event on this Node),
 2. the inventory and the PodNetwork watcher, then the first publish (so NodePrepareResources
    can resolve the device names kubelet sends us),
 3. the kubelet plugin (registration + DRA), the NRI plugin (whose Synchronize reconciles the
@@ -16,24 +17,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from multinet.agent.attach import Attacher
 from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
+from multinet.agent.ports import EventSink
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.publish import PublishLoop
 from multinet.agent.release import Releaser
 from multinet.agent.report import StatusReporter
 from multinet.agent.settings import AgentSettings, settings_from_args
-from multinet.checkpoint import Checkpoint
+from multinet.checkpoint import Checkpoint, Quarantined
 from multinet.devices.facts import from_facts
 from multinet.devices.model import Link
 from multinet.errors import MultinetError
 from multinet.health import HealthServer
 from multinet.kube.client import api_client
-from multinet.kube.events import EventRecorder
+from multinet.kube.events import EventRecorder, node_ref
 from multinet.kube.ipam import Reservations
 from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
@@ -101,6 +103,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     kubelet: KubeletPlugin | None = None
     releaser: Releaser | None = None
     events = EventRecorder(api, host=settings.node_name)
+    report_quarantined(events, checkpoint.quarantined, settings.node_name)
     try:
         await inventory.start()
         networks = PodNetworkWatcher(api, node_name=settings.node_name)
@@ -188,6 +191,25 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         await inventory.close()
         mover.close()
         await api.close()
+
+
+QUARANTINE_EVENTS = 20  # a flood of Events helps nobody; the log names every entry
+
+
+def report_quarantined(events: EventSink, quarantined: Sequence[Quarantined], node: str) -> None:
+    """A Warning Event on this Node for each thing the checkpoint set aside at start-up: a human
+    has to look at it, and `kubectl describe node` is where they look."""
+    for lost in quarantined[:QUARANTINE_EVENTS]:
+        reason = "CheckpointUnreadable" if lost.section == "file" else "CheckpointEntryQuarantined"
+        events.post(node_ref(node), "Warning", reason, lost.describe())
+    if len(quarantined) > QUARANTINE_EVENTS:
+        more = len(quarantined) - QUARANTINE_EVENTS
+        events.post(
+            node_ref(node),
+            "Warning",
+            "CheckpointEntryQuarantined",
+            f"and {more} more checkpoint entries quarantined; the node agent's log names them",
+        )
 
 
 def _registered(kubelet: KubeletPlugin | None) -> bool:
