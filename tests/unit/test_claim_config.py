@@ -8,11 +8,12 @@ other drivers ignored when splitting ``status.allocation.devices.config``.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
 
-from multinet.api import claimconfig, parameters
+from multinet.api import claimconfig, fields, parameters
 from multinet.api.claimconfig import OpaqueConfig
 from multinet.errors import ConfigError
 
@@ -26,6 +27,17 @@ NONE_NET = parameters.parse(
 )
 POOL_NET = parameters.parse(
     {"interfaces": {"names": ["eth*"]}, "ipam": {"type": "pool", "subnet": "10.1.0.0/24"}}
+)
+FULL_POOL_NET = parameters.parse(
+    {
+        "interfaces": {"names": ["eth*"]},
+        "ipam": {
+            "type": "pool",
+            "subnet": "10.1.0.0/24",
+            "gateway": "10.1.0.1",
+            "exclude": ["10.1.0.3", "10.1.0.64/28"],
+        },
+    }
 )
 SUBJECT = "claim default/web request nic: "
 
@@ -104,6 +116,60 @@ BAD: list[tuple[str, Any, list[str]]] = [
         {"routes": [{"destination": "::/0"}, {"destination": "::/0"}]},
         ["config[0].routes[1].destination: ::/0 is listed twice"],
     ),
+    (
+        "ifname eth0",
+        {"interfaceName": "eth0"},
+        [
+            'config[0].interfaceName: must not be "lo" or "eth0" (the pod\'s own interfaces), got "eth0"'  # noqa: E501
+        ],
+    ),
+    (
+        "ifname lo",
+        {"interfaceName": "lo"},
+        [
+            'config[0].interfaceName: must not be "lo" or "eth0" (the pod\'s own interfaces), got "lo"'  # noqa: E501
+        ],
+    ),
+    (
+        "ifname percent",
+        {"interfaceName": "net%d"},
+        ['config[0].interfaceName: must not contain "%", got "net%d"'],
+    ),
+    (
+        "ifname NUL",
+        {"interfaceName": "a\0b"},
+        ['config[0].interfaceName: must not contain NUL, got "a\\u0000b"'],
+    ),
+    (
+        "scoped address",
+        {"addresses": ["fe80::1%eth0/64"]},
+        ['config[0].addresses[0]: must not have a zone index ("%..."), got "fe80::1%eth0/64"'],
+    ),
+    (
+        "scoped route gateway",
+        {"routes": [{"destination": "::/0", "gateway": "fe80::1%eth0"}]},
+        ['config[0].routes[0].gateway: must not have a zone index ("%..."), got "fe80::1%eth0"'],
+    ),
+    (
+        "too many addresses",
+        {"addresses": [f"10.9.0.{i}/24" for i in range(1, fields.MAX_ADDRESSES + 2)]},
+        ["config[0].addresses: must have at most 16 items"],
+    ),
+    (
+        "too many routes",
+        {"routes": [{"destination": f"10.{i}.0.0/16"} for i in range(fields.MAX_ROUTES + 1)]},
+        ["config[0].routes: must have at most 32 items"],
+    ),
+    (
+        "small mtu with ipv6 address",
+        {"mtu": 1000, "addresses": ["10.9.0.5/24", "fd00::5/64"]},
+        ["config[0].mtu: must be at least 1280 for IPv6 address fd00::5/64, got 1000"],
+    ),
+    (
+        "small mtu with ipv6 route",
+        {"mtu": 1279, "routes": [{"destination": "fd00::/8"}]},
+        ["config[0].mtu: must be at least 1280 for IPv6 route fd00::/8, got 1279"],
+    ),
 ]
 
 
@@ -131,14 +197,99 @@ POOL_BAD: list[tuple[str, Any, list[str]]] = [
         {"routes": [{"destination": "0.0.0.0/0", "gateway": "10.9.0.1"}]},
         ["config[0].routes[0].gateway: 10.9.0.1 is outside subnet 10.1.0.0/24"],
     ),
+    (
+        "other prefix length",
+        {"addresses": ["10.1.0.5/16"]},
+        [
+            "config[0].addresses[0]: 10.1.0.5/16 must have the prefix length /24 of subnet 10.1.0.0/24 of the PodNetwork, got /16"  # noqa: E501
+        ],
+    ),
+    (
+        "network address",
+        {"addresses": ["10.1.0.0/24"]},
+        ["config[0].addresses[0]: 10.1.0.0/24 is the network address of 10.1.0.0/24"],
+    ),
+    (
+        "broadcast address",
+        {"addresses": ["10.1.0.255/24"]},
+        ["config[0].addresses[0]: 10.1.0.255/24 is the broadcast address of 10.1.0.0/24"],
+    ),
+    (
+        "gateway",
+        {"addresses": ["10.1.0.1/24"]},
+        ["config[0].addresses[0]: 10.1.0.1/24 is the gateway (ipam.gateway) of the PodNetwork"],
+    ),
+    (
+        "excluded",
+        {"addresses": ["10.1.0.7/24", "10.1.0.70/24"]},
+        [
+            "config[0].addresses[1]: 10.1.0.70/24 is excluded by ipam.exclude[1] (10.1.0.64/28) of the PodNetwork"  # noqa: E501
+        ],
+    ),
+    (
+        "route via the broadcast address",
+        {"routes": [{"destination": "0.0.0.0/0", "gateway": "10.1.0.255"}]},
+        ["config[0].routes[0].gateway: 10.1.0.255 is the broadcast address of 10.1.0.0/24"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "document", "expected"), POOL_BAD, ids=[b[0] for b in POOL_BAD])
 def test_bad_claim_config_against_pool(case: str, document: Any, expected: list[str]) -> None:
     with pytest.raises(ConfigError) as info:
-        merge(document, net=POOL_NET)
+        merge(document, net=FULL_POOL_NET)
     assert info.value.errors == expected
+
+
+def test_static_addresses_the_pool_can_reserve() -> None:
+    eff = merge({"addresses": ["10.1.0.2/24", "10.1.0.254/24", "10.1.0.80/24"]}, net=FULL_POOL_NET)
+    assert len(eff.addresses) == 3
+
+
+V6_POOL_NET = parameters.parse(
+    {"interfaces": {"names": ["eth*"]}, "ipam": {"type": "pool", "subnet": "fd00::/64"}}
+)
+SMALL_MTU_NET = parameters.parse({"interfaces": {"names": ["eth*"]}, "mtu": 1000})
+
+
+def test_a_claim_may_not_lower_the_mtu_of_an_ipv6_pool() -> None:
+    with pytest.raises(ConfigError) as info:
+        merge({"mtu": 1200}, net=V6_POOL_NET)
+    assert info.value.errors == [
+        "config[0].mtu: must be at least 1280 for IPv6 subnet fd00::/64, got 1200"
+    ]
+
+
+def test_ipv6_added_by_a_claim_to_a_network_with_a_small_mtu_points_at_the_claim() -> None:
+    with pytest.raises(ConfigError) as info:
+        merge(
+            {"routes": [{"destination": "10.0.0.0/8"}, {"destination": "fd00::/8"}]},
+            net=SMALL_MTU_NET,
+        )
+    assert info.value.errors == [
+        "config[0].routes[1]: IPv6 needs an MTU of at least 1280, but the PodNetwork's mtu is 1000"
+    ]
+    assert merge({"addresses": ["10.9.0.5/24"]}, net=SMALL_MTU_NET).mtu == 1000
+    assert merge({"mtu": 1280, "addresses": ["fd00::5/64"]}, net=SMALL_MTU_NET).mtu == 1280
+
+
+def _longest_v6(i: int) -> str:
+    return f"fd00:ffff:ffff:ffff:ffff:ffff:255.255.{i}.255"  # 45 characters: IPv6's longest form
+
+
+def test_claim_config_at_every_bound_fits_the_apiservers_opaque_config_limit() -> None:
+    biggest = {
+        "interfaceName": "x" * 15,
+        "addresses": [_longest_v6(i) + "/128" for i in range(fields.MAX_ADDRESSES)],
+        "mac": "02:00:00:00:00:01",
+        "mtu": 65535,
+        "routes": [
+            {"destination": _longest_v6(i) + "/128", "gateway": _longest_v6(255)}
+            for i in range(fields.MAX_ROUTES)
+        ],
+    }
+    assert len(merge(biggest).routes) == fields.MAX_ROUTES
+    assert len(json.dumps(biggest).encode()) <= 10 * 1024
 
 
 def test_tables_are_big_enough() -> None:

@@ -9,30 +9,43 @@ that applies to the request, every claim config that applies to the request. A f
 layer replaces the earlier value as a whole (lists are not concatenated: a claim that sets
 ``routes`` says exactly which routes it wants). Errors name the claim, the request and the field:
 ``claim default/web request nic: config[1].mtu: must be between 68 and 65535, got 20``.
+
+In a pool network a static address must be a host address of the pool's subnet, with its prefix
+length, and neither its gateway nor excluded; an MTU below 1280 is refused next to anything IPv6.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from multinet.api import names, parameters, problems
-from multinet.api.fields import IfName, InterfaceAddress, IPInterface, Mac, Mtu, StrictModel
+from multinet.api import fields, names, parameters, problems
+from multinet.api.fields import (
+    InterfaceAddress,
+    IPInterface,
+    IPNetwork,
+    Mac,
+    Mtu,
+    PodIfName,
+    StrictModel,
+)
 from multinet.api.parameters import Ipam, Mode, NetworkParameters, Route
 
 
 class ClaimConfig(StrictModel):
     """``opaque.parameters`` for driver ``multinet.dev``; every field optional."""
 
-    interface_name: IfName | None = None
-    addresses: list[InterfaceAddress] | None = None
+    interface_name: PodIfName | None = None
+    addresses: Annotated[list[InterfaceAddress], Field(max_length=fields.MAX_ADDRESSES)] | None = (
+        None
+    )
     mac: Mac | None = None
     mtu: Mtu | None = None
-    routes: list[Route] | None = None
+    routes: Annotated[list[Route], Field(max_length=fields.MAX_ROUTES)] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,13 +161,81 @@ def _cross_check(
         if addr in seen:
             out.append(f"{path}: {addr} is listed twice")
         seen.add(addr)
-        if subnet is not None and (addr.version != subnet.version or addr.ip not in subnet):
-            out.append(f"{path}: {addr} is outside subnet {subnet} of the PodNetwork")
+        if subnet is not None:
+            out += [f"{path}: {addr} {why}" for why in _static_in_pool(addr, network.ipam, subnet)]
     routes_where = where.get("routes")
     if routes_where is not None:
         for msg in parameters.check_routes(list(eff["routes"]), subnet, prefix="routes"):
             out.append(f"{routes_where}.{msg}")
+    if (too_small := _mtu_for_ipv6(eff, subnet, where)) is not None:
+        out.append(too_small)
     return out
+
+
+def _static_in_pool(addr: IPInterface, ipam: Ipam, subnet: IPNetwork) -> list[str]:
+    """What keeps static address ``addr`` from being reserved in the pool (none: usable)."""
+    if addr.version != subnet.version or addr.ip not in subnet:
+        return [f"is outside subnet {subnet} of the PodNetwork"]
+    out: list[str] = []
+    if addr.network.prefixlen != subnet.prefixlen:
+        # Another length would give the pod a different on-link network than its neighbours.
+        out.append(
+            f"must have the prefix length /{subnet.prefixlen} of subnet {subnet} "
+            f"of the PodNetwork, got /{addr.network.prefixlen}"
+        )
+    if why := parameters.not_a_host(addr.ip, subnet):
+        out.append(why)
+    elif addr.ip == ipam.gateway:
+        out.append("is the gateway (ipam.gateway) of the PodNetwork")
+    else:
+        for i, block in enumerate(ipam.exclude):
+            if block.version == addr.version and addr.ip in block:
+                out.append(f"is excluded by ipam.exclude[{i}] ({block}) of the PodNetwork")
+                break
+    return out
+
+
+def _mtu_for_ipv6(
+    eff: dict[str, Any], subnet: IPNetwork | None, where: dict[str, str]
+) -> str | None:
+    """An MTU below IPv6's minimum together with anything IPv6, pointed at the layer to fix.
+
+    IPv6 refuses to run on a link below 1280 (RFC 8200), so the pod would lose exactly those
+    addresses and routes. The PodNetwork's own subnet and routes were checked against its own
+    MTU when it was validated; here a layer may have lowered the MTU or added IPv6.
+    """
+    mtu = eff["mtu"]
+    if mtu is None or mtu >= fields.IPV6_MIN_MTU:
+        return None
+    ipv6: list[tuple[str, str]] = []  # (what, path)
+    if subnet is not None and subnet.version == 6:
+        ipv6.append((f"subnet {subnet}", "ipam.subnet of the PodNetwork"))
+    ipv6 += [
+        (f"address {a}", f"{where.get('addresses', 'config')}.addresses[{i}]")
+        for i, a in enumerate(eff["addresses"])
+        if a.version == 6
+    ]
+    ipv6 += [
+        (
+            f"route {r.destination}",
+            f"{where['routes']}.routes[{i}]"
+            if "routes" in where
+            else f"routes[{i}] of the PodNetwork",
+        )
+        for i, r in enumerate(eff["routes"])
+        if r.destination.version == 6
+    ]
+    if not ipv6:
+        return None
+    what, path = ipv6[0]
+    if "mtu" in where:
+        return (
+            f"{where['mtu']}.mtu: must be at least {fields.IPV6_MIN_MTU} for IPv6 {what}, got {mtu}"
+        )
+    return (
+        f"{path}: IPv6 needs an MTU of at least {fields.IPV6_MIN_MTU}, "
+        f"but the PodNetwork's mtu is {mtu}"
+    )
 
 
 def effective_config(

@@ -23,6 +23,15 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IFNAMSIZ = 16  # the kernel's buffer, NUL included: names have at most 15 bytes
 MTU_MIN, MTU_MAX = 68, 65535  # RFC 791 minimum; the netlink attribute is 16-bit in practice
 IPV6_MIN_MTU = 1280  # RFC 8200
+POD_OWN_IFNAMES = ("lo", "eth0")  # the pod sandbox's loopback and cluster-network interface
+
+# List bounds. The apiserver caps opaque claim/class config at 10 KiB; with every list full and
+# every entry at its longest (IPv6 in its longest spelling) a claim config stays below 5 KiB and
+# PodNetwork parameters below 9 KiB, so any document we accept also fits there, whitespace aside.
+MAX_INTERFACE_NAMES = 32  # interfaces.names: exact names and globs, at most 64 characters each
+MAX_ROUTES = 32  # routes, in PodNetwork parameters and in claim config
+MAX_ADDRESSES = 16  # claim config addresses
+MAX_EXCLUDE = 32  # ipam.exclude
 
 
 def _string(value: Any, example: str) -> str:
@@ -31,26 +40,54 @@ def _string(value: Any, example: str) -> str:
     return value
 
 
+# Characters no interface name may hold: dev_valid_name refuses "/" and ":"; "%" makes the
+# kernel treat the name as a template ("net%d") or refuse it; NUL would end the C string early.
+_IFNAME_FORBIDDEN = (("/", '"/"'), (":", '":"'), ("%", '"%"'), ("\0", "NUL"))
+
+
 def check_ifname(value: Any) -> str:
     """A name the kernel accepts for a network interface (dev_valid_name)."""
     name = _string(value, '"net1"')
     if not name:
         raise ValueError('must be 1-15 characters, got ""')
-    if len(name.encode()) >= IFNAMSIZ:
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") survives JSON decoding
+        raise ValueError(f"must be valid Unicode text, got {show(name)}") from None
+    if size >= IFNAMSIZ:
         raise ValueError(f"must be at most {IFNAMSIZ - 1} characters, got {show(name)}")
     if name in (".", ".."):
         raise ValueError(f'must not be "." or "..", got {show(name)}')
-    for bad in ("/", ":"):
+    for bad, label in _IFNAME_FORBIDDEN:
         if bad in name:
-            raise ValueError(f'must not contain "{bad}", got {show(name)}')
+            raise ValueError(f"must not contain {label}, got {show(name)}")
     if any(ch.isspace() for ch in name):
         raise ValueError(f"must not contain whitespace, got {show(name)}")
     return name
 
 
+def check_pod_ifname(value: Any) -> str:
+    """A name for our interface inside the pod: a valid name the sandbox does not already use."""
+    name = check_ifname(value)
+    if name in POD_OWN_IFNAMES:
+        raise ValueError(
+            f'must not be "lo" or "eth0" (the pod\'s own interfaces), got {show(name)}'
+        )
+    return name
+
+
+def _unscoped(text: str) -> str:
+    # ipaddress accepts "fe80::1%eth0", but the zone names an interface of whichever netns parses
+    # it; the address is configured inside the pod, where that name means something else or
+    # nothing, and netlink carries no zone at all.
+    if "%" in text:
+        raise ValueError(f'must not have a zone index ("%..."), got {show(text)}')
+    return text
+
+
 def check_network(value: Any) -> IPNetwork:
     """A CIDR naming a network: ``10.1.0.0/24``; host bits must be zero."""
-    text = _string(value, '"10.1.0.0/24"')
+    text = _unscoped(_string(value, '"10.1.0.0/24"'))
     if "/" not in text:
         raise ValueError(f"must be a CIDR like 10.1.0.0/24, got {show(text)}")
     try:
@@ -65,7 +102,7 @@ def check_network(value: Any) -> IPNetwork:
 
 def check_address(value: Any) -> IPAddress:
     """A single IPv4 or IPv6 address without a prefix length."""
-    text = _string(value, '"10.1.0.1"')
+    text = _unscoped(_string(value, '"10.1.0.1"'))
     try:
         return ipaddress.ip_address(text)
     except ValueError as exc:
@@ -74,7 +111,7 @@ def check_address(value: Any) -> IPAddress:
 
 def check_interface_address(value: Any) -> IPInterface:
     """An address with its prefix length, as assigned to an interface: ``10.1.0.5/24``."""
-    text = _string(value, '"10.1.0.5/24"')
+    text = _unscoped(_string(value, '"10.1.0.5/24"'))
     if "/" not in text:
         raise ValueError(f"must be an address/prefix like 10.1.0.5/24, got {show(text)}")
     try:
@@ -85,7 +122,7 @@ def check_interface_address(value: Any) -> IPInterface:
 
 def check_address_or_network(value: Any) -> IPNetwork:
     """``10.1.0.7`` (one address) or ``10.1.0.128/25`` (a block)."""
-    text = _string(value, '"10.1.0.7" or "10.1.0.128/25"')
+    text = _unscoped(_string(value, '"10.1.0.7" or "10.1.0.128/25"'))
     if "/" in text:
         return check_network(text)
     try:
@@ -120,6 +157,7 @@ def check_mtu(value: Any) -> int:
 _to_str = PlainSerializer(str, return_type=str)
 
 IfName = Annotated[str, PlainValidator(check_ifname)]
+PodIfName = Annotated[str, PlainValidator(check_pod_ifname)]
 Network = Annotated[IPNetwork, PlainValidator(check_network), _to_str]
 Address = Annotated[IPAddress, PlainValidator(check_address), _to_str]
 InterfaceAddress = Annotated[IPInterface, PlainValidator(check_interface_address), _to_str]
@@ -142,6 +180,9 @@ def check_name_pattern(value: Any) -> str:
         return check_ifname(text)
     if any(ch.isspace() for ch in text) or "/" in text or ":" in text:
         raise ValueError(f'a pattern must not contain whitespace, "/" or ":", got {show(text)}')
+    for bad, label in _IFNAME_FORBIDDEN:
+        if bad in text:  # no valid name holds these, so such a pattern could never match
+            raise ValueError(f"a pattern must not contain {label}, got {show(text)}")
     if len(text) > 64:
         raise ValueError(f"a pattern must be at most 64 characters, got {show(text)}")
     opened = text.find("[")
