@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from multinet.api import crd, names, podnetwork
+from multinet.api import crd, fields, names, podnetwork
 from multinet.errors import ConfigError
 
 CRD_FILE = pathlib.Path(__file__).parents[2] / "deploy" / "base" / "crd-podnetwork.yaml"
@@ -64,6 +64,18 @@ def test_schema_details() -> None:
     assert conds["x-kubernetes-list-type"] == "map"
     assert conds["x-kubernetes-list-map-keys"] == ["type"]
     assert conds["maxItems"] == 8
+
+
+def test_the_crd_states_the_list_bounds_of_our_parameters() -> None:
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    text = spec["properties"]["parameters"]["description"]
+    for bound, what in [
+        (fields.MAX_INTERFACE_NAMES, "interfaces.names"),
+        (fields.MAX_ROUTES, "routes"),
+        (fields.MAX_EXCLUDE, "ipam.exclude"),
+        (fields.MAX_ADDRESSES, "addresses"),
+    ]:
+        assert f"{bound} {what}" in text
 
 
 def test_schema_and_model_have_the_same_fields() -> None:

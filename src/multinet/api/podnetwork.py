@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from multinet.api import names, problems
+from multinet.api import fields, names, problems
 
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _SEGMENT = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -28,6 +28,17 @@ CONDITION_TYPE_PATTERN = (
     r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
 )
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+PARAMETERS_DESCRIPTION = (
+    "provider-specific settings, validated by the provider's controller. "
+    f"For {names.PROVIDER}: at most {fields.MAX_INTERFACE_NAMES} interfaces.names, "
+    f"{fields.MAX_ROUTES} routes and {fields.MAX_EXCLUDE} ipam.exclude entries (its claim config: "
+    f"at most {fields.MAX_ADDRESSES} addresses and {fields.MAX_ROUTES} routes, so it fits the "
+    "apiserver's 10 KiB limit for opaque config)"
+)
+"""Free-form for the apiserver (parameters belong to the provider), so the CRD can only state
+our list bounds in words; ``parameters.parse`` enforces them."""
 
 
 def is_ours(provider: object) -> bool:
@@ -65,7 +76,7 @@ class PodNetworkSpec(_Schema):
     parameters: Annotated[
         dict[str, Any] | None,
         Field(
-            description="provider-specific settings, validated by the provider's controller",
+            description=PARAMETERS_DESCRIPTION,
             json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         ),
     ] = None
