@@ -38,19 +38,69 @@ class Route(_Frozen):
     source: str | None = None  # preferred source address (RTA_PREFSRC)
 
 
+class HostAddress(_Frozen):
+    """One host address with what `ip addr` shows beside it. Defaults are the kernel's."""
+
+    cidr: str
+    broadcast: str | None = None
+    flags: int = 0  # the IFA_F_* flags a user sets: nodad, noprefixroute, mngtmpaddr, ...
+    label: str | None = None  # IPv4 label when not the interface's own name (`label eth0:1`)
+    scope: int = 0  # RT_SCOPE_*: an IPv4 address may be `scope link` or `scope host`
+    proto: int = 0  # IFA_PROTO: who added it, when someone said so (0: unspecified)
+
+
+class HostNextHop(_Frozen):
+    """One path of a multipath route through the NIC."""
+
+    gateway: str | None = None
+    # None: the NIC itself (its index may change on the way back); else another host link's index.
+    ifindex: int | None = None
+    weight: int = 1
+    onlink: bool = False
+
+
+class HostRoute(Route):
+    """A host route through the NIC, in any table. The defaults describe what older checkpoints
+    recorded: main-table unicast routes added the way `ip route add` adds them."""
+
+    table: int = 254  # RT_TABLE_MAIN
+    type: int = 1  # RTN_UNICAST; also local, broadcast, ... when a user added such a route
+    scope: int | None = None  # None: universe with a gateway, link without (as `ip route`)
+    tos: int = 0
+    onlink: bool = False
+    pref: int | None = None  # IPv6 router preference (0 medium, 1 high, 3 low)
+    metrics: tuple[tuple[int, int], ...] = ()  # RTAX_* number and value: mtu, advmss, window...
+    nexthops: tuple[HostNextHop, ...] = ()  # multipath: then `gateway` is None
+
+
 class HostState(_Frozen):
-    """How the host NIC looked before it moved into a pod; restored exactly on the way back."""
+    """How the host NIC looked before it moved into a pod; restored exactly on the way back.
+
+    Every field added after the first release has a default, so older checkpoints still load
+    (and restore what they recorded)."""
 
     ifname: str
     ifindex: int
     mtu: int
     mac: str
     up: bool
-    addresses: tuple[str, ...] = ()  # CIDR form, in kernel order
-    # Routes through this interface in the main table, not the kernel-made ones.
-    routes: tuple[Route, ...] = ()
+    # CIDR form, in kernel order; link-local ones only when added by hand (the kernel makes its
+    # own again when the link comes up).
+    addresses: tuple[str, ...] = ()
+    # Routes through this interface (also one path of a multipath route), all tables, not the
+    # ones the kernel makes itself (for addresses, router advertisements, redirects).
+    routes: tuple[HostRoute, ...] = ()
     # IPv4 broadcast per address (CIDR, broadcast) where the host had one: `ip addr` looks the same.
     broadcasts: tuple[tuple[str, str], ...] = ()
+    # `addresses` with flags, label, scope; empty in older checkpoints (then CIDR and broadcast).
+    address_details: tuple[HostAddress, ...] = ()
+    # The bridge (or bond) the NIC was a port of: its index, and its name to check the index still
+    # names it. The kernel releases the port when the NIC leaves the namespace.
+    master: int | None = None
+    master_name: str | None = None
+    # IPv6 address generation mode (IFLA_INET6_ADDR_GEN_MODE: 0 eui64, 1 none, 2 stable-privacy,
+    # 3 random). The kernel resets it when the NIC changes namespace; None: not recorded.
+    addr_gen_mode: int | None = None
 
 
 class AttachPlan(_Frozen):

@@ -7,6 +7,7 @@ and everything created is deleted again, also when a test fails. Observation goe
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -47,26 +48,97 @@ def host_subnet() -> tuple[str, str]:
     return f"100.{64 + n // 256}.{n % 256}", f"198.{18 + (n // 256) % 2}.{n % 256}"
 
 
+# What `ip -j addr` shows as flags of an address that someone set or that the kernel keeps for
+# good (secondary, dynamic); passing states (tentative, deprecated, dadfailed) are left out.
+_ADDRESS_FLAGS = (
+    "secondary",
+    "dynamic",
+    "nodad",
+    "optimistic",
+    "home",
+    "mngtmpaddr",
+    "noprefixroute",
+    "autojoin",
+    "temporary",
+)
+_KERNEL_ROUTE_PROTOCOLS = {"kernel", "ra", "redirect"}
+
+
+def eui64_link_local(mac: str) -> str:
+    """The IPv6 link-local address the kernel makes from `mac` (address generation eui64)."""
+    raw = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
+
+
 def link_view(ifname: str, netns: str | None = None) -> dict[str, Any]:
-    """What `ip addr` and `ip route` show for one link, minus what the kernel regenerates
-    (IPv6 link-local addresses, routes it made for addresses) and counters/indexes."""
+    """Everything `ip -d link`, `ip addr` and `ip route show table all` show for one link that the
+    README promises comes back, minus what the kernel regenerates by itself (the link-local
+    address it derives from the MAC, routes it made for addresses or from router adverts) and
+    counters/indexes.
+
+    addresses: (address, prefix length, broadcast, secondary, label unless the link's name,
+    flags, scope), in `ip addr` order. routes: (destination, gateway, metric, protocol, table,
+    type, scope, flags, preferred source, preference, route metrics, nexthops as (gateway, dev,
+    weight, flags)), sorted; a multipath route counts when one of its paths uses the link.
+    """
     (link,) = ip_json(f"addr show dev {ifname}", netns)
-    routes = ip_json(f"-4 route show dev {ifname} table main", netns)
-    routes += ip_json(f"-6 route show dev {ifname} table main", netns)
+    (details,) = ip_json(f"-d link show dev {ifname}", netns)  # `-d addr` omits addrgenmode
+    routes = ip_json("-4 route show table all", netns) + ip_json("-6 route show table all", netns)
+    kernel_ll = eui64_link_local(link["address"])
+    mine = [
+        r
+        for r in routes
+        if r.get("dev") == ifname or any(h.get("dev") == ifname for h in r.get("nexthops", []))
+    ]
     return {
         "name": link["ifname"],
         "mtu": link["mtu"],
         "mac": link["address"],
         "up": "UP" in link["flags"],
+        "master": link.get("master"),
+        "addrgenmode": details.get("inet6_addr_gen_mode"),
         "addresses": [
-            (a["local"], a["prefixlen"], a.get("broadcast"), a.get("secondary", False))
+            (
+                a["local"],
+                a["prefixlen"],
+                a.get("broadcast"),
+                a.get("secondary", False),
+                a.get("label") if a.get("label") != link["ifname"] else None,
+                tuple(f for f in _ADDRESS_FLAGS[1:] if a.get(f)),
+                a.get("scope"),
+            )
             for a in link.get("addr_info", [])
-            if a.get("scope") != "link"
+            if a["local"] != kernel_ll
         ],
         "routes": sorted(
-            (r["dst"], r.get("gateway"), r.get("metric"), r.get("protocol"))
-            for r in routes
-            if r.get("protocol") != "kernel"
+            (
+                (
+                    r["dst"],
+                    r.get("gateway"),
+                    r.get("metric"),
+                    r.get("protocol"),
+                    r.get("table", "main"),
+                    r.get("type", "unicast"),
+                    r.get("scope", "global"),
+                    tuple(f for f in r.get("flags", []) if f not in ("linkdown", "dead")),
+                    r.get("prefsrc"),
+                    r.get("pref"),
+                    json.dumps(r.get("metrics"), sort_keys=True),
+                    tuple(
+                        (
+                            h.get("gateway"),
+                            h.get("dev"),
+                            h.get("weight"),
+                            tuple(f for f in h.get("flags", []) if f not in ("linkdown", "dead")),
+                        )
+                        for h in r.get("nexthops", [])
+                    ),
+                )
+                for r in mine
+                if r.get("protocol") not in _KERNEL_ROUTE_PROTOCOLS
+            ),
+            key=repr,
         ),
     }
 

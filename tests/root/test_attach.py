@@ -10,13 +10,21 @@ Cases:
 - detach is idempotent; a dead namespace with a veth is reported as gone; a physical NIC that fell
   back to the host (fake, see the helper) is found and restored
 - 10 attaches in parallel through the async mover all succeed, and detach restores all of them
+- a NIC with everything the README promises (manual link-local, labelled and flagged addresses,
+  scope link, table 100 onlink, multipath and route-metric routes, IPv6 multipath and preference,
+  bridge master, addrgenmode) comes back exact; so does its multipath partner
+- a stranger that took the NIC's name on the host (detach), or its name and index (failed attach),
+  while the NIC was in the pod is left untouched and the error names the device
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import random
 import time
+from dataclasses import dataclass
 
 import pytest
 from netfixtures import (
@@ -31,8 +39,10 @@ from netfixtures import (
 )
 
 from multinet.errors import AttachError, RestoreError
+from multinet.netlink import attach as attaching
 from multinet.netlink import executor, netns, restore
 from multinet.netlink.attach import attach
+from multinet.netlink.rtnl import RtnlError
 from multinet.plans import Attachment, AttachPlan, ClaimRef, HostState, Route
 
 pytestmark = pytest.mark.root
@@ -97,10 +107,12 @@ def test_host_device_attach_configures_the_interface_inside_the_pod(net: Lab) ->
     assert inside["mtu"] == 1400
     assert inside["mac"] == "02:aa:bb:cc:dd:01"
     assert inside["up"]
-    assert inside["addresses"] == [("10.77.0.2", 24, None, False), ("10.77.0.3", 24, None, True)]
-    assert inside["routes"] == [
-        ("10.78.0.0/16", "10.77.0.1", None, None)
-    ]  # proto boot: `ip` omits it
+    assert inside["addresses"] == [
+        ("10.77.0.2", 24, None, False, None, (), "global"),
+        ("10.77.0.3", 24, None, True, None, (), "global"),
+    ]
+    # proto boot: `ip` omits it
+    assert [r[:4] for r in inside["routes"]] == [("10.78.0.0/16", "10.77.0.1", None, None)]
     assert not has_link(nic)
     assert (result.ifname, result.mac, result.addresses) == (
         "net1",
@@ -172,8 +184,8 @@ def test_macvlan_children_in_two_pods(net: Lab) -> None:
     r2 = attach(p2, net.netns_path(ns2))
 
     v1, v2 = link_view("net1", ns1), link_view("net1", ns2)
-    assert v1["addresses"] == [("10.80.0.11", 24, None, False)]
-    assert v2["addresses"] == [("10.80.0.12", 24, None, False)]
+    assert [a[:4] for a in v1["addresses"]] == [("10.80.0.11", 24, None, False)]
+    assert [a[:4] for a in v2["addresses"]] == [("10.80.0.12", 24, None, False)]
     assert v2["mac"] == "02:aa:bb:cc:dd:02" == r2.mac
     assert v1["mac"] == r1.mac != r2.mac
     assert v1["mtu"] == 1400
@@ -341,8 +353,8 @@ def test_ipv6_addresses_and_routes_come_back(net: Lab) -> None:
     )
     result = attach(plan, net.netns_path(ns))
     inside = link_view("net1", ns)
-    assert inside["addresses"] == [("2001:db8:5::2", 64, None, False)]
-    assert inside["routes"] == [("2001:db8:6::/48", "2001:db8:5::1", 1024, None)]
+    assert inside["addresses"] == [("2001:db8:5::2", 64, None, False, None, ("nodad",), "global")]
+    assert [r[:4] for r in inside["routes"]] == [("2001:db8:6::/48", "2001:db8:5::1", 1024, None)]
     restore.detach(plan, net.netns_path(ns), host=result.host)
     assert link_view(nic) == before
 
@@ -367,3 +379,139 @@ async def test_async_recover_of_a_dead_veth_netns_says_device_gone(net: Lab) -> 
         assert await mover.recover(plan, attachment) == "device-gone"
     finally:
         mover.close()
+
+
+@dataclass(frozen=True)
+class Net28:
+    """A /28 of a documentation range: `net` in CIDR form, `ip(n)` its n-th address."""
+
+    base: str  # "198.51.100"
+    start: int  # 0, 16, ... 240
+
+    @property
+    def net(self) -> str:
+        return f"{self.base}.{self.start}/28"
+
+    def ip(self, n: int) -> str:
+        return f"{self.base}.{self.start + n}"
+
+
+def doc_subnets(count: int) -> list[Net28]:
+    """`count` distinct random /28s from the documentation ranges (198.51.100.0/24,
+    203.0.113.0/24; never 192.0.2.0/24, the uplink here): concurrent runs share the host's
+    routing tables, and IPv4 routes with the same prefix and metric collide."""
+    picks = random.sample(range(32), count)
+    return [Net28(("198.51.100", "203.0.113")[n // 16], (n % 16) * 16) for n in picks]
+
+
+def doc6() -> str:
+    """A random 2001:db8:xxxx prefix (documentation range) for one test."""
+    return f"2001:db8:{random.randrange(0x1000, 0xFFFF):x}"
+
+
+def test_everything_the_readme_promises_comes_back_exact(net: Lab) -> None:
+    a, b, c, d, e = doc_subnets(5)
+    v6 = doc6()
+    other = net.new_nic(addresses=(f"{d.ip(2)}/28",))  # the second path of the multipath routes
+    nic = net.new_nic()
+    bridge = f"rsb{uid()}"
+    sh(f"ip link add {bridge} type bridge && ip link set {bridge} up")
+    net.links.append(bridge)
+    lines = [
+        f"ip link set {nic} master {bridge}",
+        f"ip link set {nic} addrgenmode none",
+        f"ip addr add {a.ip(1)}/28 brd + dev {nic} label {nic}:rs noprefixroute",
+        f"ip addr add {a.ip(2)}/28 dev {nic}",
+        f"ip addr add fe80::{random.randrange(1, 0xFFFF):x}:1/64 dev {nic} nodad",
+        f"ip addr add {v6}::5/64 dev {nic} nodad noprefixroute",
+        f"ip route add {a.net} dev {nic} scope link metric 5",
+        f"ip route add {b.net} via {a.ip(14)} dev {nic} table 100 metric 7 onlink",
+        f"ip route add {c.net} proto static nexthop via {a.ip(13)} dev {nic} weight 2"
+        f" nexthop via {d.ip(1)} dev {other}",
+        f"ip route add {e.net} via {a.ip(12)} dev {nic} mtu 1300 advmss 1200",
+        f"ip -6 route add {v6}:1::/64 dev {nic} metric 300",
+        f"ip -6 route add {v6}:2::/64 nexthop via fe80::99 dev {nic}"
+        f" nexthop via fe80::98 dev {other}",
+        f"ip -6 route add {v6}:3::/64 via fe80::1 dev {nic} table 100 metric 9 pref high",
+    ]
+    for line in lines:
+        sh(line)
+    before, other_before = link_view(nic), link_view(other)
+    assert before["master"] == bridge and before["addrgenmode"] == "none"
+    assert any("fe80::" in x[0] for x in before["addresses"])
+    assert len(before["routes"]) == 7
+    ns = net.new_netns()
+    plan = plan_for(nic, addresses=(f"{v6}:9::2/64",), routes=(), host=host_state(nic))
+
+    for _ in range(2):  # the second cycle starts from the restored state
+        result = attach(plan, net.netns_path(ns))
+        assert link_view("net1", ns)["master"] is None
+        restore.detach(plan, net.netns_path(ns), host=result.host)
+        assert link_view(nic) == before
+        assert link_view(other) == other_before
+
+
+def test_detach_leaves_a_stranger_bearing_the_old_name_alone(net: Lab) -> None:
+    """The kernel moves the NIC home under its pod-side name, then fails to rename it: the NIC
+    is restored but for its name, the stranger untouched; once the name is free, a retry of the
+    detach puts the name back too."""
+    (a,) = doc_subnets(1)
+    nic = net.new_nic(addresses=(f"{a.ip(1)}/28",))
+    before = link_view(nic)
+    ns = net.new_netns()
+    pod_name = f"rsq{uid()}"  # it lands in the shared host namespace: keep it unique
+    plan = plan_for(
+        nic, pod_ifname=pod_name, addresses=(f"{a.ip(5)}/28",), routes=(), host=host_state(nic)
+    )
+    result = attach(plan, net.netns_path(ns))
+    peer = f"rsp{uid()}"
+    sh(f"ip link add {nic} type veth peer name {peer} && ip link set {nic} up")
+    net.links.append(peer)
+    stranger = link_view(nic)
+
+    with pytest.raises(RestoreError) as err:
+        restore.detach(plan, net.netns_path(ns), host=result.host)
+
+    assert link_view(nic) == stranger
+    message = str(err.value)
+    assert f"claim team-a/claim-{nic} device dev-{nic}" in message
+    assert f"is not device dev-{nic}" in message and f"stays named {pod_name}" in message
+    assert link_view(pod_name) == {**before, "name": pod_name}
+
+    sh(f"ip link del {nic}")
+    restore.detach(plan, net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before
+    assert not has_link(pod_name)
+
+
+def test_failed_attach_leaves_a_stranger_with_the_old_name_and_index_alone(
+    net: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (a,) = doc_subnets(1)
+    nic = net.new_nic(addresses=(f"{a.ip(1)}/28",))
+    before = link_view(nic)
+    ns = net.new_netns()
+    state = host_state(nic)
+    pod_name = f"rsq{uid()}"
+    plan = plan_for(nic, pod_ifname=pod_name, addresses=(f"{a.ip(5)}/28",), routes=(), host=state)
+    peer = f"rsp{uid()}"
+    seen: dict[str, object] = {}
+
+    def stranger_then_fail(*_: object, **__: object) -> None:
+        # While the NIC is in the pod, another link takes its name and (free on the host now)
+        # its index; then the configuration in the pod fails and the NIC must go back.
+        sh(f"ip link add {nic} index {state.ifindex} type veth peer name {peer}")
+        net.links.append(peer)
+        seen["stranger"] = link_view(nic)
+        raise RtnlError(errno.ENETUNREACH, "add route (injected)")
+
+    monkeypatch.setattr(attaching, "_configure_inside", stranger_then_fail)
+    with pytest.raises(AttachError) as err:
+        attach(plan, net.netns_path(ns))
+
+    assert link_view(nic) == seen["stranger"]
+    message = str(err.value)
+    assert f"claim team-a/claim-{nic} device dev-{nic}" in message
+    assert "giving the interface back also failed" in message and "File exists" in message
+    assert f"is not device dev-{nic}" in message
+    assert link_view(pod_name) == {**before, "name": pod_name}

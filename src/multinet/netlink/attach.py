@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from multinet import plans
-from multinet.errors import AttachError
+from multinet.errors import AttachError, RestoreError
 from multinet.netlink import netns, restore, steps
 from multinet.netlink.rtnl import Link, Rtnl, RtnlError
 
@@ -171,24 +171,35 @@ def _configure_inside(pod: Rtnl, index: int, plan: plans.AttachPlan, *, mac: str
 def _give_back(
     rt: Rtnl, host_fd: int, pod: Rtnl, plan: plans.AttachPlan, before: plans.HostState
 ) -> list[str]:
-    """Undo a partial host-device attach; returns what could not be undone."""
+    """Undo a partial host-device attach; returns what could not be undone.
+
+    The pod is searched first: a NIC found there is not home, whatever link bears its name on
+    the host (a stranger may have taken the name, and even the index). Only a host link proven
+    ours is then restored (`restore.home_link`); a stranger is left untouched."""
     problems: list[str] = []
+    moved: Link | None = None
     try:
-        home = rt.get_link(index=before.ifindex)
-        if home is None or home.name != before.ifname:  # it did move: find it in the pod
-            for cand in (pod.get_link(index=before.ifindex), pod.get_link(name=plan.pod_ifname)):
-                if cand is not None and restore.is_same_device(cand, before, plan):
-                    pod.do(
-                        pod.set_link(
-                            cand.index,
-                            netns_fd=host_fd,
-                            name=before.ifname,
-                            mtu=before.mtu,
-                            op=f"move {cand.name} back to the host",
-                        )
+        for cand in (pod.get_link(name=plan.pod_ifname), pod.get_link(index=before.ifindex)):
+            if cand is not None and restore.is_same_device(cand, before, plan):
+                moved = cand
+                pod.do(
+                    pod.set_link(
+                        cand.index,
+                        netns_fd=host_fd,
+                        name=before.ifname,
+                        mtu=before.mtu,
+                        op=f"move {cand.name} back to the host",
                     )
-                    break
-        problems += restore.ensure_host_state(rt, before)
+                )
+                break
+    except OSError as exc:  # it may still have moved, under its pod-side name
+        problems.append(str(exc))
+    try:
+        home, found = restore.home_link(rt, before, plan, moved=moved)
+        problems += found
+        problems += restore.ensure_host_state(rt, home, before)
+    except RestoreError as exc:  # no host link is ours
+        problems.append(f"{exc}; nothing on the host was changed")
     except OSError as exc:
         problems.append(str(exc))
     return problems

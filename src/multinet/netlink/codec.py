@@ -18,19 +18,36 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 # attributes
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO = 1, 3, 4, 5, 18
-IFLA_NET_NS_FD, IFLA_PERM_ADDRESS = 28, 54
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 5, 10, 18
+IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_PERM_ADDRESS = 26, 28, 54
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE = 1, 2, 1
-IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
+IFLA_INET6_ADDR_GEN_MODE = 8  # inside IFLA_AF_SPEC / AF_INET6
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS, IFA_PROTO = 1, 2, 3, 4, 8, 11
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
+RTA_METRICS, RTA_MULTIPATH, RTA_TABLE, RTA_PREF = 8, 9, 15, 20
 # values
 IFF_UP = 0x1
-IFA_F_NODAD = 0x02
+IFA_F_SECONDARY = IFA_F_TEMPORARY = 0x01  # one bit, two meanings: IPv4 secondary, IPv6 privacy
+IFA_F_NODAD, IFA_F_OPTIMISTIC, IFA_F_HOMEADDRESS = 0x02, 0x04, 0x10
+IFA_F_MANAGETEMPADDR, IFA_F_NOPREFIXROUTE, IFA_F_MCAUTOJOIN = 0x100, 0x200, 0x400
+# The flags a user sets when adding an address (`ip addr add ... nodad noprefixroute`); the others
+# (secondary, tentative, deprecated, permanent, ...) are the kernel's own bookkeeping.
+IFA_F_USER = (
+    IFA_F_NODAD
+    | IFA_F_OPTIMISTIC
+    | IFA_F_HOMEADDRESS
+    | IFA_F_MANAGETEMPADDR
+    | IFA_F_NOPREFIXROUTE
+    | IFA_F_MCAUTOJOIN
+)
+IFAPROT_KERNEL_LO, IFAPROT_KERNEL_RA, IFAPROT_KERNEL_LL = 1, 2, 3  # addresses the kernel made
 MACVLAN_MODE_BRIDGE = 4
-RT_TABLE_MAIN = 254
-RTPROT_KERNEL, RTPROT_BOOT = 2, 3
+RT_TABLE_UNSPEC, RT_TABLE_MAIN = 0, 254
+RTPROT_REDIRECT, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_RA = 1, 2, 3, 9
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 RTN_UNICAST = 1
+RTNH_F_ONLINK = 0x4
+RTAX_CC_ALGO = 16
 _NLA_F_NESTED = 0x8000
 _NLA_TYPE_MASK = 0x3FFF
 
@@ -38,6 +55,7 @@ _IFI = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFA = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTM = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, proto, scope,
 #                                     type, flags
+_RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops (weight - 1), ifindex
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 
@@ -52,12 +70,28 @@ class Link:
     up: bool
     kind: str | None  # "veth", "macvlan", ... None for physical NICs
     parent: int | None  # IFLA_LINK: parent ifindex (macvlan) or peer (veth)
+    master: int | None = None  # IFLA_MASTER: the bridge (or bond) it is a port of
+    addr_gen_mode: int | None = None  # IPv6 link-local generation (0 eui64, 1 none, ...)
 
 
 @dataclass(frozen=True, slots=True)
 class Address:
     cidr: str
     broadcast: str | None
+    flags: int = 0  # IFA_F_*, all 32 bits (IFA_FLAGS)
+    label: str | None = None  # IPv4 only
+    scope: int = 0
+    proto: int = 0  # IFA_PROTO: who added it; 0 when unspecified (or an older kernel)
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """One path of a multipath route."""
+
+    ifindex: int
+    gateway: str | None
+    weight: int = 1
+    flags: int = 0  # RTNH_F_*
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +102,13 @@ class RouteEntry:
     protocol: int
     source: str | None
     scope: int
+    table: int = RT_TABLE_MAIN
+    type: int = RTN_UNICAST
+    tos: int = 0
+    flags: int = 0  # rtm_flags; RTNH_F_ONLINK for `onlink`
+    pref: int | None = None  # IPv6 router preference (RTA_PREF)
+    metrics: tuple[tuple[int, int], ...] = ()  # RTA_METRICS as (RTAX_*, value): mtu, window, ...
+    nexthops: tuple[NextHop, ...] = ()  # multipath; then `gateway` is None
 
 
 # -- packing -----------------------------------------------------------------------------------
@@ -115,13 +156,22 @@ def ifinfo(index: int = 0, *, flags: int = 0, change: int = 0) -> bytes:
     return _IFI.pack(0, 0, index, flags, change)
 
 
-def ifaddr(fam: int, prefixlen: int, index: int, *, flags: int = 0) -> bytes:
-    return _IFA.pack(fam, prefixlen, flags, 0, index)
+def ifaddr(fam: int, prefixlen: int, index: int, *, flags: int = 0, scope: int = 0) -> bytes:
+    return _IFA.pack(fam, prefixlen, flags, scope, index)
 
 
 def rtm(fam: int, dst_len: int, *, table: int = 0, proto: int = 0, scope: int = 0,
-        rtype: int = 0) -> bytes:  # fmt: skip
-    return _RTM.pack(fam, dst_len, 0, 0, table, proto, scope, rtype, 0)
+        rtype: int = 0, tos: int = 0, flags: int = 0) -> bytes:  # fmt: skip
+    return _RTM.pack(fam, dst_len, 0, tos, table, proto, scope, rtype, flags)
+
+
+def rtnexthops(fam: int, hops: tuple[NextHop, ...]) -> bytes:
+    """The RTA_MULTIPATH payload: one rtnexthop (+ its gateway) per path."""
+    out = b""
+    for hop in hops:
+        gw = attr(RTA_GATEWAY, socket.inet_pton(fam, hop.gateway)) if hop.gateway else b""
+        out += _RTNH.pack(_RTNH.size + len(gw), hop.flags, hop.weight - 1, hop.ifindex) + gw
+    return out
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -153,6 +203,8 @@ def parse_link(body: bytes) -> Link:
     attrs = tlvs(body, _IFI.size)
     info = tlvs(attrs[IFLA_LINKINFO], 0) if IFLA_LINKINFO in attrs else {}
     perm = _mac_text(attrs.get(IFLA_PERM_ADDRESS))
+    inet6 = tlvs(attrs[IFLA_AF_SPEC], 0).get(socket.AF_INET6) if IFLA_AF_SPEC in attrs else None
+    gen_mode = tlvs(inet6, 0).get(IFLA_INET6_ADDR_GEN_MODE) if inet6 is not None else None
     return Link(
         index=index,
         name=attrs[IFLA_IFNAME].rstrip(b"\0").decode(),
@@ -162,20 +214,30 @@ def parse_link(body: bytes) -> Link:
         up=bool(flags & IFF_UP),
         kind=info[IFLA_INFO_KIND].rstrip(b"\0").decode() if IFLA_INFO_KIND in info else None,
         parent=_I32.unpack(attrs[IFLA_LINK])[0] if IFLA_LINK in attrs else None,
+        master=_U32.unpack(attrs[IFLA_MASTER])[0] if IFLA_MASTER in attrs else None,
+        addr_gen_mode=gen_mode[0] if gen_mode else None,
     )
 
 
 def parse_address(body: bytes) -> tuple[int, Address]:
     """An RTM_NEWADDR body: (ifindex, address)."""
-    fam, plen, _flags, _scope, index = _IFA.unpack_from(body, 0)
+    fam, plen, flags, scope, index = _IFA.unpack_from(body, 0)
     attrs = tlvs(body, _IFA.size)
     local = _ip_text(fam, attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
-    return index, Address(f"{local}/{plen}", _ip_text(fam, attrs.get(IFA_BROADCAST)))
+    label = attrs.get(IFA_LABEL)
+    return index, Address(
+        f"{local}/{plen}",
+        _ip_text(fam, attrs.get(IFA_BROADCAST)),
+        flags=_U32.unpack(attrs[IFA_FLAGS])[0] if IFA_FLAGS in attrs else flags,
+        label=label.rstrip(b"\0").decode() if label else None,
+        scope=scope,
+        proto=attrs[IFA_PROTO][0] if IFA_PROTO in attrs else 0,
+    )
 
 
 def parse_route(body: bytes) -> tuple[int | None, int, int, RouteEntry]:
     """An RTM_NEWROUTE body: (oif, table, type, route)."""
-    fam, dst_len, _src, _tos, table, proto, scope, rtype, _flags = _RTM.unpack_from(body, 0)
+    fam, dst_len, _src, tos, table, proto, scope, rtype, flags = _RTM.unpack_from(body, 0)
     attrs = tlvs(body, _RTM.size)
     if RTA_TABLE in attrs:
         table = _U32.unpack(attrs[RTA_TABLE])[0]
@@ -187,6 +249,36 @@ def parse_route(body: bytes) -> tuple[int | None, int, int, RouteEntry]:
         protocol=proto,
         source=_ip_text(fam, attrs.get(RTA_PREFSRC)),
         scope=scope,
+        table=table,
+        type=rtype,
+        tos=tos,
+        flags=flags,
+        pref=attrs[RTA_PREF][0] if RTA_PREF in attrs else None,
+        metrics=_metrics(attrs.get(RTA_METRICS)),
+        nexthops=_nexthops(fam, attrs.get(RTA_MULTIPATH)),
     )
     oif = _I32.unpack(attrs[RTA_OIF])[0] if RTA_OIF in attrs else None
     return oif, table, rtype, route
+
+
+def _metrics(raw: bytes | None) -> tuple[tuple[int, int], ...]:
+    """RTA_METRICS: nested u32 values (the congestion-control name, a string, is left out)."""
+    if raw is None:
+        return ()
+    metrics = tlvs(raw, 0).items()
+    return tuple(sorted((k, _U32.unpack(v)[0]) for k, v in metrics if k != RTAX_CC_ALGO))
+
+
+def _nexthops(fam: int, raw: bytes | None) -> tuple[NextHop, ...]:
+    if raw is None:
+        return ()
+    out = []
+    off = 0
+    while off + _RTNH.size <= len(raw):
+        length, flags, hops, ifindex = _RTNH.unpack_from(raw, off)
+        if length < _RTNH.size:
+            break
+        gw = tlvs(raw[off + _RTNH.size : off + length], 0).get(RTA_GATEWAY)
+        out.append(NextHop(ifindex, _ip_text(fam, gw), weight=hops + 1, flags=flags))
+        off += (length + 3) & ~3
+    return tuple(out)

@@ -4,6 +4,19 @@ Time budget: StopPodSandbox has the same ~2 s deadline as RunPodSandbox and the 
 expensive part (~16 ms of kernel time). Everything here is best-effort and safe to run twice: each
 step reads what the kernel shows and only changes what differs from the recorded `HostState`.
 Failures are collected and raised together as one RestoreError at the end.
+
+Only a link proven to be the NIC (`is_same_device`) is ever configured: when the move home fails,
+the host link that happens to bear the NIC's old name is someone else's and is left alone.
+
+What comes back: name, MTU, MAC, up/down, the IPv6 address-generation mode, the bridge (or bond)
+it was a port of, every address the kernel did not make itself (manual IPv6 link-local ones
+included) with its flags, label, scope and broadcast, and every route through it in any table
+(type, scope, metric, protocol, preferred source, onlink, TOS, IPv6 preference, route metrics such
+as `mtu`, and multipath routes with a path through it, weights included). What the kernel makes by
+itself (link-local from the MAC, SLAAC and privacy addresses, routes for addresses, from router
+advertisements or redirects) it makes again. Not restored: address lifetimes (addresses come back
+permanent), peer addresses, IPv4 routes with an IPv6 gateway (RTA_VIA), routes using nexthop
+objects (`ip nexthop`), bridge port options and VLANs, per-interface sysctls, qdiscs.
 """
 
 from __future__ import annotations
@@ -11,11 +24,12 @@ from __future__ import annotations
 import enum
 import errno
 import ipaddress
+import os
 
 from multinet import plans
 from multinet.errors import RestoreError
-from multinet.netlink import netns, steps
-from multinet.netlink.rtnl import Link, Request, RouteEntry, Rtnl, RtnlError
+from multinet.netlink import codec, netns, steps
+from multinet.netlink.rtnl import Address, Link, NextHop, Request, RouteEntry, Rtnl, RtnlError
 
 # Errors that mean "already as wanted" for an add or a delete.
 _ALREADY = {errno.EEXIST, errno.EADDRNOTAVAIL, errno.ESRCH, errno.ENOENT}
@@ -31,8 +45,9 @@ class Recovery(enum.Enum):
 
 def read_host_state(rt: Rtnl, link: Link) -> plans.HostState:
     """The host-side state of `link` in the form the checkpoint keeps and restore puts back."""
-    addrs = [a for a in rt.addresses(link.index) if not steps.is_kernel_link_local(a.cidr)]
+    addrs = [a for a in rt.addresses(link.index) if not kernel_made(a, link.mac)]
     routes = rt.routes(link.index) if link.up else []
+    master = rt.get_link(index=link.master) if link.master else None
     return plans.HostState(
         ifname=link.name,
         ifindex=link.index,
@@ -40,9 +55,28 @@ def read_host_state(rt: Rtnl, link: Link) -> plans.HostState:
         mac=steps.normalize_mac(link.mac),
         up=link.up,
         addresses=tuple(a.cidr for a in addrs),
-        routes=tuple(_as_route(r) for r in routes),
+        routes=tuple(_as_route(r, link.index) for r in routes),
         broadcasts=tuple((a.cidr, a.broadcast) for a in addrs if a.broadcast),
+        address_details=tuple(_as_address(a, link.name) for a in addrs),
+        master=link.master or None,
+        master_name=master.name if master is not None else None,
+        addr_gen_mode=link.addr_gen_mode,
     )
+
+
+def kernel_made(addr: Address, mac: str) -> bool:
+    """Whether the kernel made `addr` itself and makes it again when the link comes up (or a
+    router advertises a prefix): restoring it by hand would duplicate or pin the kernel's own.
+    Since Linux 6.3 the kernel says so (IFA_PROTO); before, a link-local address derived from the
+    MAC (EUI-64, the default address generation mode) is taken to be the kernel's."""
+    if addr.proto in _KERNEL_ADDRESS_ORIGINS:
+        return True
+    iface = ipaddress.ip_interface(addr.cidr)
+    if iface.version != 6:
+        return False
+    if addr.flags & codec.IFA_F_TEMPORARY:  # an IPv6 privacy address
+        return True
+    return not _KERNEL_TAGS_ADDRESSES and iface == _eui64_link_local(mac)
 
 
 def is_same_device(link: Link, state: plans.HostState, plan: plans.AttachPlan) -> bool:
@@ -58,53 +92,103 @@ def is_same_device(link: Link, state: plans.HostState, plan: plans.AttachPlan) -
     return link.index == state.ifindex and link.name in (plan.pod_ifname, state.ifname)
 
 
-def ensure_host_state(rt: Rtnl, state: plans.HostState) -> list[str]:
-    """Bring the host interface named `state.ifname` to `state`; returns the problems left."""
-    link = rt.get_link(name=state.ifname)
-    if link is None:
-        return [f"interface {state.ifname} is not on the host"]
+def home_link(
+    rt: Rtnl, state: plans.HostState, plan: plans.AttachPlan, *, moved: Link | None = None
+) -> tuple[Link, list[str]]:
+    """The NIC on the host, proven ours, and the problems found on the way; renamed back to
+    `state.ifname` when it is home under its pod-side name and that name is free.
+
+    A move whose rename fails still moves: the kernel moves the link under its current (pod-side)
+    name first and renames it afterwards, so a stranger bearing the old name leaves the NIC home
+    as e.g. "net1". `moved` is the link just moved (or tried to): then identity is what it had in
+    the pod (permanent MAC, else MAC), since a stranger may even hold the NIC's old index.
+    Without it, `is_same_device` decides. Raises RestoreError naming the device when no host link
+    is proven ours; nothing is touched then."""
+    named = rt.get_link(name=state.ifname)
+    if named is not None and _is_ours(named, state, plan, moved):
+        return named, []
+    problems: list[str] = []
+    stranger = ""
+    if named is not None:
+        stranger = (
+            f"the host link named {state.ifname} (index {named.index}, MAC {named.mac}) is not "
+            f"device {plan.device} (index {state.ifindex}, MAC {state.mac}): left untouched"
+        )
+    aside = rt.get_link(name=plan.pod_ifname) if plan.pod_ifname != state.ifname else None
+    if aside is not None and _is_ours(aside, state, plan, moved):
+        if named is not None:
+            return aside, [f"{stranger}; the device stays named {plan.pod_ifname}"]
+        if aside.up:  # renaming an up link fails with EBUSY
+            rt.do(rt.set_link(aside.index, up=False, op=f"set {aside.name} down"))
+        rt.do(rt.set_link(aside.index, name=state.ifname, op=f"rename {aside.name} back"))
+        back = rt.get_link(index=aside.index)  # a rename keeps the index
+        if back is not None:
+            return back, problems
+    if stranger:
+        raise RestoreError(stranger)
+    raise RestoreError(f"interface {state.ifname} of device {plan.device} is not on the host")
+
+
+def _is_ours(
+    link: Link, state: plans.HostState, plan: plans.AttachPlan, moved: Link | None
+) -> bool:
+    if moved is None:
+        return is_same_device(link, state, plan)
+    if link.perm_mac is not None and moved.perm_mac is not None:
+        return steps.normalize_mac(link.perm_mac) == steps.normalize_mac(moved.perm_mac)
+    return steps.normalize_mac(link.mac) == steps.normalize_mac(moved.mac)
+
+
+def ensure_host_state(rt: Rtnl, link: Link, state: plans.HostState) -> list[str]:
+    """Bring `link`, proven to be the NIC (`home_link`), to `state`; returns the problems left."""
+    name = state.ifname
     problems: list[str] = []
     reqs: list[Request] = []
     want_mac = steps.normalize_mac(state.mac)
     mac_differs = steps.normalize_mac(link.mac) != want_mac
     if mac_differs and link.up:
         # Many NIC drivers refuse a MAC change while up; the flag below brings it back up.
-        reqs.append(rt.set_link(link.index, up=False, op=f"set {state.ifname} down"))
+        reqs.append(rt.set_link(link.index, up=False, op=f"set {name} down"))
     if mac_differs or link.mtu != state.mtu:
         reqs.append(
             rt.set_link(
                 link.index,
                 mac=want_mac if mac_differs else None,
                 mtu=state.mtu if link.mtu != state.mtu else None,
-                op=f"set {state.ifname} MAC/MTU",
+                op=f"set {name} MAC/MTU",
             )
         )
-    current = [a.cidr for a in rt.addresses(link.index)]
-    remove, add = steps.address_changes(current, state.addresses)
-    brd = {str(ipaddress.ip_interface(c)): b for c, b in state.broadcasts}
-    reqs += [rt.del_address(link.index, c) for c in remove]
-    reqs += [rt.add_address(link.index, c, brd.get(c)) for c in add]
+    # Before the link comes up: the kernel makes its link-local address on the way up, by this
+    # mode, and the move reset the mode to the namespace default.
+    mode = state.addr_gen_mode
+    if mode is not None and mode != link.addr_gen_mode:
+        reqs.append(
+            rt.set_link(link.index, addr_gen_mode=mode, op=f"set {name} addrgenmode {mode}")
+        )
+    master = _master_change(rt, link, state, problems)
+    if master is not None:
+        reqs.append(rt.set_link(link.index, master=master, op=f"set {name} master {master}"))
+    current = [
+        _as_address(a, link.name) for a in rt.addresses(link.index) if not kernel_made(a, link.mac)
+    ]
+    remove, add = steps.address_changes(current, _wanted_addresses(state))
+    reqs += [rt.del_address(link.index, a.cidr) for a in remove]
+    reqs += [rt.put_address(link.index, _as_kernel_address(a)) for a in add]
     if link.up != state.up or (mac_differs and link.up):
-        reqs.append(rt.set_link(link.index, up=state.up, op=f"set {state.ifname} up={state.up}"))
+        reqs.append(rt.set_link(link.index, up=state.up, op=f"set {name} up={state.up}"))
     problems += _failures(rt.batch(reqs))
     if state.up:  # the kernel drops routes of a down link, so there is nothing to do otherwise
         entries = rt.routes(link.index)
-        now = [_as_route(r) for r in entries]
+        now = [_as_route(e, link.index) for e in entries]
         drop, missing = steps.route_changes(now, state.routes)
-        drop_keys = {steps.route_key(r) for r in drop}
-        reqs = [
-            rt.del_route(link.index, e)
-            for e in entries
-            if steps.route_key(_as_route(e)) in drop_keys
-        ]
+        reqs = [rt.del_route(link.index, e) for e, r in zip(entries, now, strict=True) if r in drop]
         reqs += [
-            rt.add_route(
-                link.index,
-                r.destination,
-                r.gateway,
-                metric=r.metric,
-                protocol=r.protocol,
-                source=r.source,
+            # A multipath route may have outlived our path (IPv6 keeps the other paths): replace
+            # it whole. A single-path route must not overwrite another one with the same key.
+            rt.put_route(
+                _as_entry(r, link.index),
+                oif=None if r.nexthops else link.index,
+                replace=bool(r.nexthops),
             )
             for r in missing
         ]
@@ -135,18 +219,19 @@ def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | N
     state = host or plan.host
     if state is None:
         raise RestoreError(f"{subject}: no recorded host state for {plan.host_ifname}")
+    moved: Link | None = None
     problems: list[str] = []
     try:
         with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
-            inside = _find_inside(pod, plan, state)
-            if inside is not None:
+            moved = _find_inside(pod, plan, state)
+            if moved is not None:
                 pod.do(
                     pod.set_link(
-                        inside.index,
+                        moved.index,
                         netns_fd=host_fd,
                         name=state.ifname,
                         mtu=state.mtu,
-                        op=f"move {inside.name} back to the host as {state.ifname}",
+                        op=f"move {moved.name} back to the host as {state.ifname}",
                     )
                 )
     except netns.NetnsGone:
@@ -156,9 +241,14 @@ def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | N
             ) from None
         return
     except OSError as exc:
+        # It may still have moved, under its pod-side name: `home_link` looks for it there.
         problems.append(str(exc))
     try:
-        problems += ensure_host_state(rt, state)
+        link, found = home_link(rt, state, plan, moved=moved)
+        problems += found
+        problems += ensure_host_state(rt, link, state)
+    except RestoreError as exc:  # no host link is ours
+        problems.append(f"{exc}; nothing on the host was changed")
     except OSError as exc:
         problems.append(str(exc))
     if problems:
@@ -198,7 +288,10 @@ def recover_from_dead_netns(
             if found.up:  # renaming an up link fails with EBUSY
                 rt.do(rt.set_link(found.index, up=False, op=f"set {found.name} down"))
             rt.do(rt.set_link(found.index, name=state.ifname, op=f"rename {found.name} back"))
-        problems = ensure_host_state(rt, state)
+            home = rt.get_link(index=found.index)  # a rename keeps the index
+            if home is None:
+                raise RtnlError(errno.ENODEV, f"find {state.ifname} after the rename")
+        problems = ensure_host_state(rt, home, state)
     except OSError as exc:
         raise RestoreError(f"{subject}: recovering {state.ifname}: {exc}") from exc
     if problems:
@@ -214,14 +307,140 @@ def _find_inside(pod: Rtnl, plan: plans.AttachPlan, state: plans.HostState) -> L
     return None
 
 
-def _as_route(entry: RouteEntry) -> plans.Route:
-    return plans.Route(
+def _as_route(entry: RouteEntry, index: int) -> plans.HostRoute:
+    """A route as the checkpoint keeps it; a path through the NIC itself is recorded as such
+    (its index may differ once the NIC is back)."""
+    return plans.HostRoute(
         destination=entry.destination,
         gateway=entry.gateway,
         metric=entry.metric,
         protocol=entry.protocol,
         source=entry.source,
+        table=entry.table,
+        type=entry.type,
+        scope=entry.scope,
+        tos=entry.tos,
+        onlink=bool(entry.flags & codec.RTNH_F_ONLINK),
+        pref=entry.pref,
+        metrics=entry.metrics,
+        nexthops=tuple(
+            plans.HostNextHop(
+                gateway=h.gateway,
+                ifindex=None if h.ifindex == index else h.ifindex,
+                weight=h.weight,
+                onlink=bool(h.flags & codec.RTNH_F_ONLINK),
+            )
+            for h in entry.nexthops
+        ),
     )
+
+
+def _as_entry(route: plans.HostRoute, index: int) -> RouteEntry:
+    """The route to send for the NIC now at `index`, the kernel's defaults where the checkpoint
+    (an older one) recorded none: `ip route add` scope and the boot protocol."""
+    multipath_or_gw = bool(route.gateway or route.nexthops)
+    default_scope = codec.RT_SCOPE_UNIVERSE if multipath_or_gw else codec.RT_SCOPE_LINK
+    return RouteEntry(
+        destination=route.destination,
+        gateway=route.gateway,
+        metric=route.metric,
+        protocol=route.protocol if route.protocol is not None else codec.RTPROT_BOOT,
+        source=route.source,
+        scope=route.scope if route.scope is not None else default_scope,
+        table=route.table,
+        type=route.type,
+        tos=route.tos,
+        flags=codec.RTNH_F_ONLINK if route.onlink else 0,
+        pref=route.pref,
+        metrics=route.metrics,
+        nexthops=tuple(
+            NextHop(
+                ifindex=index if h.ifindex is None else h.ifindex,
+                gateway=h.gateway,
+                weight=h.weight,
+                flags=codec.RTNH_F_ONLINK if h.onlink else 0,
+            )
+            for h in route.nexthops
+        ),
+    )
+
+
+def _as_address(addr: Address, ifname: str) -> plans.HostAddress:
+    return plans.HostAddress(
+        cidr=addr.cidr,
+        broadcast=addr.broadcast,
+        flags=addr.flags & codec.IFA_F_USER,
+        # The kernel reports the interface's name as every IPv4 address's label; only another
+        # one (an alias such as "eth0:1") was set by someone, and a rename keeps it relative.
+        label=addr.label if addr.label and addr.label != ifname else None,
+        scope=addr.scope,
+        proto=addr.proto,
+    )
+
+
+def _as_kernel_address(addr: plans.HostAddress) -> Address:
+    return Address(
+        addr.cidr,
+        addr.broadcast,
+        flags=addr.flags,
+        label=addr.label,
+        scope=addr.scope,
+        proto=addr.proto,
+    )
+
+
+def _wanted_addresses(state: plans.HostState) -> tuple[plans.HostAddress, ...]:
+    """The addresses to restore; older checkpoints recorded only CIDR and broadcast."""
+    if state.address_details or not state.addresses:
+        return state.address_details
+    brd = {str(ipaddress.ip_interface(c)): b for c, b in state.broadcasts}
+    return tuple(
+        plans.HostAddress(cidr=c, broadcast=brd.get(str(ipaddress.ip_interface(c))))
+        for c in state.addresses
+    )
+
+
+def _master_change(rt: Rtnl, link: Link, state: plans.HostState, problems: list[str]) -> int | None:
+    """The master index to set (0: none), or None when the link already has the right one.
+    The recorded index must still name the recorded bridge; else the bridge is looked up by
+    name (re-created since), and a bridge gone is a problem, not a reason to stop."""
+    if state.master is None:
+        return 0 if link.master else None
+    master = rt.get_link(index=state.master)
+    if master is None or (state.master_name and master.name != state.master_name):
+        master = rt.get_link(name=state.master_name) if state.master_name else None
+    if master is None:
+        problems.append(
+            f"master {state.master_name or state.master} of {state.ifname} is gone: "
+            "the interface stays outside it"
+        )
+        return None
+    return None if link.master == master.index else master.index
+
+
+def _eui64_link_local(mac: str) -> ipaddress.IPv6Interface | None:
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        return None
+    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:]
+    return ipaddress.IPv6Interface((b"\xfe\x80" + bytes(6) + eui, 64))
+
+
+def _kernel_tags_addresses() -> bool:
+    """Whether this kernel marks the addresses it makes (IFA_PROTO, Linux 6.3 and later)."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (6, 3)
+
+
+_KERNEL_TAGS_ADDRESSES = _kernel_tags_addresses()
+_KERNEL_ADDRESS_ORIGINS = {
+    codec.IFAPROT_KERNEL_LO,
+    codec.IFAPROT_KERNEL_RA,
+    codec.IFAPROT_KERNEL_LL,
+}
 
 
 def _failures(results: list[RtnlError | None]) -> list[str]:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from multinet.netlink import codec as c
-from multinet.netlink.codec import Address, Link, RouteEntry
+from multinet.netlink.codec import Address, Link, NextHop, RouteEntry
 
-__all__ = ["Address", "Link", "Request", "RouteEntry", "Rtnl", "RtnlError"]
+__all__ = ["Address", "Link", "NextHop", "Request", "RouteEntry", "Rtnl", "RtnlError"]
 
 T = TypeVar("T")
 
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x4, 0x300
-_NLM_F_EXCL, _NLM_F_CREATE = 0x200, 0x400
+_NLM_F_REPLACE, _NLM_F_EXCL, _NLM_F_CREATE = 0x100, 0x200, 0x400
 _NLM_F_CAPPED, _NLM_F_ACK_TLVS = 0x100, 0x200
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _SOL_NETLINK = 270
@@ -186,10 +186,13 @@ class Rtnl:
         mtu: int | None = None,
         mac: str | None = None,
         up: bool | None = None,
+        master: int | None = None,
+        addr_gen_mode: int | None = None,
         op: str = "",
     ) -> Request:
         """One RTM_NEWLINK (setlink). The kernel applies the netns move (with the new name) first,
-        then MAC and MTU, then the up/down flag: so one message can move, rename and resize."""
+        then MAC and MTU, then the up/down flag: so one message can move, rename and resize.
+        `master` 0 releases the link from its bridge or bond."""
         flags = c.IFF_UP if up else 0
         body = c.ifinfo(index, flags=flags, change=c.IFF_UP if up is not None else 0)
         if netns_fd is not None:
@@ -200,6 +203,11 @@ class Rtnl:
             body += c.attr(c.IFLA_ADDRESS, c.mac(mac))
         if mtu is not None:
             body += c.attr(c.IFLA_MTU, c.u32(mtu))
+        if master is not None:
+            body += c.attr(c.IFLA_MASTER, c.u32(master))
+        if addr_gen_mode is not None:
+            mode = c.attr(c.IFLA_INET6_ADDR_GEN_MODE, bytes([addr_gen_mode]))
+            body += c.nested(c.IFLA_AF_SPEC, c.nested(socket.AF_INET6, mode))
         return Request(op or f"set link {index}", c.RTM_NEWLINK, _NLM_F_ACK, body)
 
     def new_macvlan(
@@ -236,6 +244,19 @@ class Rtnl:
             f"add address {cidr}", c.RTM_NEWADDR, _NEW, _addr(index, cidr, broadcast, nodad)
         )
 
+    def put_address(self, index: int, address: Address) -> Request:
+        """Add an address as `address` describes it: flags, label, scope and origin included."""
+        body = _addr(index, address.cidr, address.broadcast, False, scope=address.scope)
+        flags = address.flags & c.IFA_F_USER
+        if flags:
+            body = body[:2] + bytes([flags & 0xFF]) + body[3:]
+            body += c.attr(c.IFA_FLAGS, c.u32(flags))
+        if address.label:
+            body += c.attr(c.IFA_LABEL, c.string(address.label))
+        if address.proto:
+            body += c.attr(c.IFA_PROTO, bytes([address.proto]))
+        return Request(f"add address {address.cidr}", c.RTM_NEWADDR, _NEW, body)
+
     def del_address(self, index: int, cidr: str) -> Request:
         body = _addr(index, cidr, None, False)
         return Request(f"delete address {cidr}", c.RTM_DELADDR, _NLM_F_ACK, body)
@@ -243,20 +264,18 @@ class Rtnl:
     # -- routes ----------------------------------------------------------------------------
 
     def routes(self, index: int) -> list[RouteEntry]:
-        """Main-table unicast routes through the link that the kernel did not make itself."""
+        """Routes through the link in every table, multipath routes with a path through it
+        included, that the kernel did not make itself (for addresses, from router
+        advertisements or redirects)."""
         out = []
         # One dump per family: an AF_UNSPEC dump with these filters returns IPv4 routes only.
+        # Without RTA_TABLE the kernel dumps all tables; RTA_OIF matches any path of a route.
         for fam in (socket.AF_INET, socket.AF_INET6):
-            body = c.rtm(fam, 0) + c.attr(c.RTA_TABLE, c.u32(c.RT_TABLE_MAIN))
-            body += c.attr(c.RTA_OIF, c.i32(index))
+            body = c.rtm(fam, 0) + c.attr(c.RTA_OIF, c.i32(index))
             req = Request("list routes", c.RTM_GETROUTE, _NLM_F_DUMP, body)
-            for oif, table, rtype, route in self._dump(req, c.parse_route):
-                if (
-                    oif == index
-                    and table == c.RT_TABLE_MAIN
-                    and rtype == c.RTN_UNICAST
-                    and route.protocol != c.RTPROT_KERNEL
-                ):
+            for oif, _table, _rtype, route in self._dump(req, c.parse_route):
+                through = oif == index or any(h.ifindex == index for h in route.nexthops)
+                if through and route.protocol not in _KERNEL_MADE:
                     out.append(route)
         return out
 
@@ -274,20 +293,29 @@ class Rtnl:
         body = _route(index, destination, gateway, metric, protocol, source)
         return Request(f"add route {destination}{via}", c.RTM_NEWROUTE, _NEW, body)
 
+    def put_route(self, route: RouteEntry, *, oif: int | None, replace: bool = False) -> Request:
+        """Add `route` with everything it carries (table, type, scope, flags, metrics, paths).
+        `oif` is the single-path route's device; `replace` overwrites a route with the same key
+        (a multipath route whose other paths outlived ours)."""
+        flags = (_NLM_F_ACK | _NLM_F_CREATE | _NLM_F_REPLACE) if replace else _NEW
+        body = _full_route(route, oif, default_proto=c.RTPROT_BOOT)
+        return Request(f"add route {_route_text(route)}", c.RTM_NEWROUTE, flags, body)
+
     def del_route(self, index: int, route: RouteEntry) -> Request:
-        via = f" via {route.gateway}" if route.gateway else ""
-        body = _route(
-            index, route.destination, route.gateway, route.metric, route.protocol, route.source
-        )
-        return Request(f"delete route {route.destination}{via}", c.RTM_DELROUTE, _NLM_F_ACK, body)
+        body = _full_route(route, None if route.nexthops else index, default_proto=0)
+        return Request(f"delete route {_route_text(route)}", c.RTM_DELROUTE, _NLM_F_ACK, body)
 
 
-def _addr(index: int, cidr: str, broadcast: str | None, nodad: bool) -> bytes:
+# Route origins the kernel manages by itself: restoring such a route would duplicate its own.
+_KERNEL_MADE = {c.RTPROT_REDIRECT, c.RTPROT_KERNEL, c.RTPROT_RA}
+
+
+def _addr(index: int, cidr: str, broadcast: str | None, nodad: bool, *, scope: int = 0) -> bytes:
     addr, plen = c.split_cidr(cidr)
     fam = c.family(addr)
     flags = c.IFA_F_NODAD if nodad and fam == socket.AF_INET6 else 0
     raw = c.ip(addr)
-    body = c.ifaddr(fam, plen, index, flags=flags)
+    body = c.ifaddr(fam, plen, index, flags=flags, scope=scope)
     body += c.attr(c.IFA_LOCAL, raw) + c.attr(c.IFA_ADDRESS, raw)
     if broadcast:
         body += c.attr(c.IFA_BROADCAST, c.ip(broadcast))
@@ -321,6 +349,47 @@ def _route(
         body += c.attr(c.RTA_PRIORITY, c.u32(metric))
     if source:
         body += c.attr(c.RTA_PREFSRC, c.ip(source))
+    return body
+
+
+def _route_text(route: RouteEntry) -> str:
+    via = f" via {route.gateway}" if route.gateway else ""
+    paths = "".join(f" nexthop via {h.gateway} dev {h.ifindex}" for h in route.nexthops)
+    table = f" table {route.table}" if route.table != c.RT_TABLE_MAIN else ""
+    return f"{route.destination}{via}{paths}{table}"
+
+
+def _full_route(route: RouteEntry, oif: int | None, *, default_proto: int) -> bytes:
+    dst, plen = c.split_cidr(route.destination)
+    fam = c.family(dst)
+    # Table ids above 255 only fit the attribute; the header then says "unspecified".
+    body = c.rtm(
+        fam,
+        plen,
+        table=route.table if route.table < 256 else c.RT_TABLE_UNSPEC,
+        proto=route.protocol or default_proto,
+        scope=route.scope,
+        rtype=route.type,
+        tos=route.tos,
+        flags=route.flags & c.RTNH_F_ONLINK,
+    )
+    body += c.attr(c.RTA_TABLE, c.u32(route.table))
+    if oif is not None:
+        body += c.attr(c.RTA_OIF, c.i32(oif))
+    if plen:
+        body += c.attr(c.RTA_DST, c.ip(dst))
+    if route.gateway:
+        body += c.attr(c.RTA_GATEWAY, c.ip(route.gateway))
+    if route.metric is not None:
+        body += c.attr(c.RTA_PRIORITY, c.u32(route.metric))
+    if route.source:
+        body += c.attr(c.RTA_PREFSRC, c.ip(route.source))
+    if route.pref is not None:
+        body += c.attr(c.RTA_PREF, bytes([route.pref]))
+    if route.metrics:
+        body += c.attr(c.RTA_METRICS, b"".join(c.attr(k, c.u32(v)) for k, v in route.metrics))
+    if route.nexthops:
+        body += c.attr(c.RTA_MULTIPATH, c.rtnexthops(fam, route.nexthops))
     return body
 
 
