@@ -3,8 +3,9 @@
 Cases: two simulated nodes racing for the last pool addresses never get the same one and the
 losers get the exhaustion message; a claim moved to another node gets its own reservation there
 and the first node's late release leaves it alone; overlapping pools of two networks never hand
-out one address twice; the GC removes reservations whose claim is gone and keeps
-those of a live allocated claim; the real kubelet registers our plugin (NotifyRegistrationStatus
+out one address twice; a claim nested deeper than the JSON decoder follows is a ConfigError
+naming it; the GC removes reservations whose claim is gone and keeps those of a live allocated
+claim; the real kubelet registers our plugin (NotifyRegistrationStatus
 plugin_registered=True) and reaches the DRA socket; a claim the real scheduler allocated is
 prepared into a plan in the checkpoint and unprepared again.
 
@@ -29,9 +30,10 @@ from localcluster import TEST_IMAGE, Cluster
 
 from multinet import ipam
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
+from multinet.api import claimconfig
 from multinet.api.parameters import Ipam
 from multinet.checkpoint import Checkpoint
-from multinet.errors import AllocationError
+from multinet.errors import AllocationError, ConfigError
 from multinet.kube.ipam import Holder, Reservations, collect_orphaned_reservations
 from multinet.kube.lookups import ApiLookups
 from multinet.kubelet.server import KubeletPlugin
@@ -194,6 +196,36 @@ async def test_overlapping_pools_of_two_networks_never_share_an_address(
     finally:
         _delete_reservations(cluster, first)
         _delete_reservations(cluster, second)
+
+
+async def test_a_claim_nested_deeper_than_the_decoder_follows_is_a_config_error(
+    cluster: Cluster, api: aclient.ApiClient, namespace: str
+) -> None:
+    """The apiserver stores an opaque config nested thousands of levels deep; reading the claim
+    for prepare cuts the deep subtree, so validation names the field instead of the agent
+    crashing with RecursionError."""
+    deep: Any = "eth1"
+    for _ in range(3000):
+        deep = [deep]
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "deep", "namespace": namespace},
+        "spec": {
+            "devices": {
+                "requests": [{"name": "nic", "exactly": {"deviceClassName": "none"}}],
+                "config": [
+                    {"opaque": {"driver": "multinet.dev", "parameters": {"interfaceName": deep}}}
+                ],
+            }
+        },
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(claim))
+    doc = await ApiLookups(api).get_claim(namespace, "deep")
+    assert doc is not None
+    [config] = doc["spec"]["devices"]["config"]
+    with pytest.raises(ConfigError, match=r"interfaceName: .*\[\[\["):
+        claimconfig.parse(config["opaque"]["parameters"])
 
 
 async def test_the_real_kubelet_registers_our_plugin(cluster: Cluster) -> None:

@@ -216,12 +216,63 @@ def test_malformed_networks_bind_nothing_and_say_why(case: str, body: Any, reaso
     assert verdict.reason.startswith(reason), verdict.reason
 
 
+class _Raw(str):
+    """Text to emit as it is (see `_json_text`)."""
+
+
+def _json_text(value: Any) -> str:
+    """`json.dumps` without recursion: what the apiserver sends for documents nested deeper than
+    Python's own encoder (and decoder) follow."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Raw):
+            out.append(item)
+        elif isinstance(item, list):
+            out.append("[")
+            parts: list[Any] = []
+            for i, v in enumerate(item):
+                parts += [_Raw(",")] if i else []
+                parts.append(v)
+            stack += [_Raw("]"), *reversed(parts)]
+        elif isinstance(item, dict):
+            out.append("{")
+            parts = []
+            for i, (k, v) in enumerate(item.items()):
+                parts += [_Raw(",")] if i else []
+                parts += [_Raw(json.dumps(k) + ":"), v]
+            stack += [_Raw("}"), *reversed(parts)]
+        else:
+            out.append(json.dumps(item))
+    return "".join(out)
+
+
+class _Response:
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    async def read(self) -> bytes:
+        return self.raw
+
+    def release(self) -> None:
+        pass
+
+
 class _Custom:
+    """The list call as the apiserver answers it: raw JSON, decoded by the watcher itself."""
+
     def __init__(self, items: list[Any]) -> None:
         self.items = items
 
-    async def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {"metadata": {"resourceVersion": "7"}, "items": self.items}
+    async def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> _Response:
+        doc = {"metadata": {"resourceVersion": "7"}, "items": self.items}
+        return _Response(_json_text(doc).encode())
+
+
+def test_the_fake_apiserver_encodes_like_json() -> None:
+    doc = {"a": [1, "x", {"b": None, "c": [True, 2.5]}], "d": {}}
+    assert json.loads(_json_text(doc)) == doc
 
 
 async def test_one_bad_podnetwork_does_not_stop_the_agent_serving_the_others() -> None:
@@ -244,7 +295,7 @@ async def test_a_network_that_cannot_be_judged_is_logged_and_skipped(
     real = networks.judge
 
     def judge(body: Any) -> networks.Verdict | None:
-        if body is other:
+        if body == other:  # decoded afresh from the list, so equal, not the same object
             raise RuntimeError("bug")
         return real(body)
 

@@ -7,15 +7,14 @@ re-validated on the way. API errors are mapped to ClaimError here, once.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from multinet.api import names, parameters, podnetwork
+from multinet.api import documents, names, parameters, podnetwork
 from multinet.api.parameters import NetworkParameters
-from multinet.errors import ClaimError
+from multinet.errors import ClaimError, ConfigError
 
 
 class ApiLookups:
@@ -31,30 +30,52 @@ class ApiLookups:
                 name, namespace, _preload_content=False
             )
             try:
-                doc: dict[str, Any] = json.loads(await response.read())
+                raw = await response.read()
             finally:
                 response.release()
-            return doc
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise ClaimError(
                 f"claim {namespace}/{name}: cannot read it from the API: {exc.status} {exc.reason}"
             ) from exc
+        try:
+            # Deep subtrees (an opaque config can nest thousands of levels) come back cut, so
+            # validation names the field that holds one instead of the agent crashing.
+            doc = documents.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                ["the object is not JSON"], subject=f"claim {namespace}/{name}"
+            ) from exc
+        if not isinstance(doc, dict):
+            raise ConfigError(
+                ["the object is not a JSON object"], subject=f"claim {namespace}/{name}"
+            )
+        return doc
 
     async def get_network_parameters(self, network: str) -> NetworkParameters:
         """The validated parameters of an enabled PodNetwork of ours; ClaimError / ConfigError."""
         try:
-            doc: dict[str, Any] = await self._objects.get_cluster_custom_object(
-                names.GROUP, names.VERSION, names.PLURAL, network
+            response: Any = await self._objects.get_cluster_custom_object(
+                names.GROUP, names.VERSION, names.PLURAL, network, _preload_content=False
             )
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
         except ApiException as exc:
             if exc.status == 404:
                 raise ClaimError(f"PodNetwork {network} does not exist") from exc
             raise ClaimError(
                 f"PodNetwork {network}: cannot read it from the API: {exc.status} {exc.reason}"
             ) from exc
-        spec = doc.get("spec") or {}
+        try:
+            doc = documents.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(["the object is not JSON"], subject=f"PodNetwork {network}") from exc
+        spec = (doc.get("spec") if isinstance(doc, dict) else None) or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(["spec: must be an object"], subject=f"PodNetwork {network}")
         if not podnetwork.is_ours(spec.get("provider")):
             raise ClaimError(f"PodNetwork {network}: provider {spec.get('provider')!r} is not ours")
         if spec.get("enabled") is False:

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from multinet.api import names
+from multinet.api import documents, names
 from multinet.devices import networks
 from multinet.devices.binding import Conflict, NetworkSelector
 
@@ -86,9 +86,18 @@ class PodNetworkWatcher:
     # -- list + watch --------------------------------------------------------------------
 
     async def _list(self) -> str:
-        doc = await self._custom.list_cluster_custom_object(
-            names.GROUP, names.VERSION, names.PLURAL
+        response = await self._custom.list_cluster_custom_object(
+            names.GROUP, names.VERSION, names.PLURAL, _preload_content=False
         )
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        # Decoded by us, not the client: one PodNetwork nested deeper than Python's decoder
+        # follows must not make every list fail (and the agent serve no network at all).
+        doc = documents.loads(raw)
+        if not isinstance(doc, dict):
+            raise ApiException(status=500, reason="the PodNetwork list is not a JSON object")
         # An item without a readable name cannot be watched or bound; the others still are.
         items = doc.get("items") or []
         self._bodies = {name: i for i in items if (name := networks.name_of(i))}
