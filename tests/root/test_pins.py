@@ -1,15 +1,18 @@
-"""A pinned pod netns outlives its bind mount, so the interface in it can still be brought home.
+"""A pinned pod netns outlives its bind mount and the agent, so the interface in it can still be
+brought home.
 
 Cases: after `ip netns del` (what the runtime's teardown does) a veth end inside a pinned netns
 still exists and is reachable through the pin's path; unpinning lets the kernel destroy the
-netns and the veth pair with it; an unpinned key resolves to the netns' own path.
+netns and the veth pair with it; a pin made by a process that was SIGKILLed is still there for
+the next one; pins of unrecorded keys are pruned; an unpinned key resolves to the netns' own path.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import wait_for
@@ -23,11 +26,11 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True)
 
 
-def test_pinned_netns_keeps_the_interface_until_unpinned() -> None:
+def test_pinned_netns_keeps_the_interface_until_unpinned(tmp_path: Path) -> None:
     ns = f"mnpin{secrets.token_hex(3)}"
     host_end, pod_end = f"mnpin{secrets.token_hex(3)}", f"mnpip{secrets.token_hex(3)}"
     assert _ip("netns", "add", ns).returncode == 0
-    pins = NetnsPins()
+    pins = NetnsPins(tmp_path / "pins")
     try:
         assert _ip("link", "add", host_end, "type", "veth", "peer", "name", pod_end).returncode == 0
         assert _ip("link", "set", pod_end, "netns", ns).returncode == 0
@@ -37,12 +40,9 @@ def test_pinned_netns_keeps_the_interface_until_unpinned() -> None:
 
         assert _ip("netns", "del", ns).returncode == 0  # the runtime's teardown
         pinned = pins.path("claim/req/dev", path)
-        assert pinned.startswith("/proc/self/fd/")
-        # The path is for this process (the agent's netlink threads); another process reaches
-        # the same descriptor through our pid.
-        ours = pinned.replace("/proc/self/", f"/proc/{os.getpid()}/")
+        assert pinned.startswith(str(tmp_path / "pins"))
         inside = subprocess.run(
-            ["nsenter", f"--net={ours}", "ip", "-o", "link", "show", pod_end],
+            ["nsenter", f"--net={pinned}", "ip", "-o", "link", "show", pod_end],
             capture_output=True,
             text=True,
         )
@@ -62,5 +62,44 @@ def test_pinned_netns_keeps_the_interface_until_unpinned() -> None:
         _ip("link", "del", host_end)
 
 
-def test_unknown_key_resolves_to_the_netns_path() -> None:
-    assert NetnsPins().path("nothing", "/var/run/netns/gone") == "/var/run/netns/gone"
+_PIN_AND_DIE = """
+import os, signal, sys
+from pathlib import Path
+from multinet.agent.pins import NetnsPins
+NetnsPins(Path(sys.argv[1])).pin(sys.argv[2], sys.argv[3])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_pin_outlives_the_agent_that_made_it(tmp_path: Path) -> None:
+    ns = f"mnpin{secrets.token_hex(3)}"
+    host_end, pod_end = f"mnpin{secrets.token_hex(3)}", f"mnpip{secrets.token_hex(3)}"
+    assert _ip("netns", "add", ns).returncode == 0
+    pins = NetnsPins(tmp_path / "pins")
+    try:
+        assert _ip("link", "add", host_end, "type", "veth", "peer", "name", pod_end).returncode == 0
+        assert _ip("link", "set", pod_end, "netns", ns).returncode == 0
+        path = f"/var/run/netns/{ns}"
+        crashed = subprocess.run(
+            [sys.executable, "-c", _PIN_AND_DIE, str(tmp_path / "pins"), "k/r/d", path]
+        )
+        assert crashed.returncode == -9
+        assert _ip("netns", "del", ns).returncode == 0  # torn down while no agent runs
+        assert pins.pinned("k/r/d")  # the next agent finds the pin
+        assert _ip("link", "show", host_end).returncode == 0  # and the interface alive in it
+        assert pins.prune(["k/r/d"]) == []
+        assert len(pins.prune([])) == 1  # a pin no attachment records is released
+        wait_for(
+            lambda: _ip("link", "show", host_end).returncode != 0,
+            timeout=10,
+            what="the veth pair to die with the released netns",
+        )
+    finally:
+        pins.unpin("k/r/d")
+        _ip("netns", "del", ns)
+        _ip("link", "del", host_end)
+
+
+def test_unknown_key_resolves_to_the_netns_path(tmp_path: Path) -> None:
+    pins = NetnsPins(tmp_path / "pins")
+    assert pins.path("nothing", "/var/run/netns/gone") == "/var/run/netns/gone"

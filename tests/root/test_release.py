@@ -90,7 +90,7 @@ async def agent_for() -> AsyncIterator[dict[str, Agent]]:
 def _agent(tmp_path: Path, nic: str, made: dict[str, Agent]) -> Agent:
     checkpoint = Checkpoint.open(tmp_path)
     mover = NetlinkMover()
-    pins = NetnsPins()
+    pins = NetnsPins(tmp_path / "pins")
     events = RecordedEvents()
     releaser = Releaser(
         store=checkpoint, mover=mover, pins=pins, events=events, retry_first_seconds=0.05

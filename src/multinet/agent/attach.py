@@ -104,6 +104,10 @@ class Attacher:
             for p in plans
         ]
         await self._store.record(intents)
+        # Pinned before the move: should we die mid-attach, the netns (and the interface in it)
+        # outlives the runtime's teardown until our next run brings the interface home.
+        for plan in plans:
+            self._pins.pin(plan.key, netns)
         results = await asyncio.gather(
             *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
         )
@@ -120,6 +124,8 @@ class Attacher:
                 ],
             )
             await self._store.forget(p.key for p in plans)
+            for plan in plans:
+                self._pins.unpin(plan.key)
             metrics.ATTACH_ERRORS.inc(len(failures))
             outcomes = [
                 DeviceOutcome(plan=p, ready=False, reason="AttachFailed", message=str(err))
@@ -136,8 +142,6 @@ class Attacher:
             )
             for intent, r in zip(intents, done, strict=True)
         )
-        for plan in plans:
-            self._pins.pin(plan.key, netns)
         log.info(
             "attached %d interface(s)",
             len(plans),
@@ -192,13 +196,16 @@ class Attacher:
         - pods with plans but no attachment (the agent was down when they started): attach now.
         """
         live = {p.uid: p for p in pods}
+        self._pins.prune(self._store.state.attachments)  # pins of attachments never recorded
         for key, att in list(self._store.state.attachments.items()):
             plan = self._store.plan(key)
             if plan is None:
                 await self._store.forget([key])
+                self._pins.unpin(key)
             elif att.phase != "attached":
-                await self._mover.detach(plan, att.netns, att.host)
+                await self._mover.detach(plan, self._pins.path(key, att.netns), att.host)
                 await self._store.forget([key])
+                self._pins.unpin(key)
             else:
                 self._pins.pin(key, att.netns)
         for pod in live.values():

@@ -117,7 +117,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         )
         writer = StatusWriter(api)
         reporter = StatusReporter(writer)
-        pins = NetnsPins()
+        pins = NetnsPins(settings.state_dir / "pins")
         releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
         hooks = NriHooks(
             attacher=Attacher(
