@@ -9,7 +9,7 @@ IMAGE ?= ghcr.io/multinet-dev/multinet:0.1.0
 KIND_CLUSTER ?= multinet
 KUBECTL ?= kubectl
 
-.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench build clean
+.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench chaos build clean
 .PHONY: image kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -55,6 +55,10 @@ bench: venv binaries ## benchmarks: attach latency, pod start-up and churn figur
 	$(PY) bench/attach_latency.py
 	$(PY) bench/pod_startup.py
 	$(PY) bench/churn.py
+
+chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults (long; MULTINET_CHAOS_SEED=N repeats an order)
+	MULTINET_CHAOS_CYCLES=$${MULTINET_CHAOS_CYCLES:-100} MULTINET_CHAOS_OUTAGE=$${MULTINET_CHAOS_OUTAGE:-30} \
+		$(VENV)/bin/pytest -ra tests/e2e/test_chaos_e2e.py
 
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
 	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen

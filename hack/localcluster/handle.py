@@ -252,8 +252,24 @@ class Cluster:
     def restart_apiserver(self, timeout: float = 60.0) -> None:
         """Stop and start kube-apiserver (etcd keeps the data); returns once it serves again.
         For tests of clients that must ride out an apiserver restart."""
+        self.stop_apiserver()
+        self.start_apiserver(timeout)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver and leave it down (etcd keeps the data): for outage tests, which
+        bring it back with `start_apiserver`."""
         self.processes.stop("kube-apiserver")
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
         start_and_wait(self, [C.kube_apiserver(self.layout, self.node_ip)], _quiet, timeout=timeout)
+
+    def restart_kubelet(self, timeout: float = 60.0) -> None:
+        """Stop and start the kubelet (pods keep running); returns once the node is Ready and
+        the kubelet serves again. Plugins re-register through the plugin watcher."""
+        self.processes.stop("kubelet")
+        start_and_wait(
+            self, [C.kubelet(self.layout, self.node_name, self.node_ip)], _quiet, timeout=timeout
+        )
 
     # --- reporting --------------------------------------------------------------------------
     def status_rows(self) -> list[tuple[str, int | None, bool, Path]]:

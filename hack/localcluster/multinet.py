@@ -89,7 +89,9 @@ def start_controller(cluster: Cluster, *extra_args: str) -> Path:
     return kubeconfig
 
 
-def start_agent(cluster: Cluster) -> None:
+def start_agent(cluster: Cluster, env: dict[str, str] | None = None) -> None:
+    """Start the node agent as a host process; `env` adds variables (e.g. a crash point of
+    multinet.faults for the fault-injection suite)."""
     kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, AGENT, bound_node=cluster.node_name)
     cluster.start_process(
         AGENT,
@@ -113,6 +115,7 @@ def start_agent(cluster: Cluster) -> None:
             "--metrics-port",
             str(AGENT_METRICS_PORT),
         ],
+        env=env,
     )
 
 
