@@ -125,7 +125,12 @@ def pod_body(name: str, claim: str | None) -> dict[str, Any]:
         "imagePullPolicy": "Never",
         "command": ["sleep", "3600"],
     }
-    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1, "containers": [container]}
+    # dnsPolicy Default: no cluster DNS here (ClusterFirst would add a Warning to every pod).
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 1,
+        "dnsPolicy": "Default",
+        "containers": [container],
+    }
     if claim:
         container["resources"] = {"claims": [{"name": "nic"}]}
         spec["resourceClaims"] = [{"name": "nic", "resourceClaimName": claim}]

@@ -180,7 +180,8 @@ async def test_overlapping_pools_of_two_networks_never_share_an_address(
     reservations = Reservations(api)
 
     def holder(network: str, i: int) -> Holder:
-        return Holder(ClaimRef("ns", f"c{i}", f"{network}-{i}"), "nic", "dev", "node-a")
+        ref = ClaimRef(namespace="ns", name=f"c{i}", uid=f"{network}-{i}")
+        return Holder(claim=ref, request="nic", device="dev", node="node-a")
 
     try:
         taken = {
@@ -204,23 +205,17 @@ async def test_a_claim_nested_deeper_than_the_decoder_follows_is_a_config_error(
     """The apiserver stores an opaque config nested thousands of levels deep; reading the claim
     for prepare cuts the deep subtree, so validation names the field instead of the agent
     crashing with RecursionError."""
-    deep: Any = "eth1"
-    for _ in range(3000):
-        deep = [deep]
-    claim = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": "deep", "namespace": namespace},
-        "spec": {
-            "devices": {
-                "requests": [{"name": "nic", "exactly": {"deviceClassName": "none"}}],
-                "config": [
-                    {"opaque": {"driver": "multinet.dev", "parameters": {"interfaceName": deep}}}
-                ],
-            }
-        },
-    }
-    cluster.kubectl("create", "-f", "-", input=json.dumps(claim))
+    depth = 3000  # json.dumps and json.loads give up near 1000
+    deep = "[" * depth + '"eth1"' + "]" * depth
+    claim = (
+        '{"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", '
+        f'"metadata": {{"name": "deep", "namespace": "{namespace}"}}, '
+        '"spec": {"devices": {'
+        '"requests": [{"name": "nic", "exactly": {"deviceClassName": "none"}}], '
+        '"config": [{"opaque": {"driver": "multinet.dev", '
+        f'"parameters": {{"interfaceName": {deep}}}}}}}]}}}}}}'
+    )
+    cluster.kubectl("create", "-f", "-", input=claim)
     doc = await ApiLookups(api).get_claim(namespace, "deep")
     assert doc is not None
     [config] = doc["spec"]["devices"]["config"]

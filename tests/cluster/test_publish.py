@@ -1,10 +1,11 @@
 """The publish loop (inventory + PodNetwork watcher + slice publisher) against the local cluster.
 
-The loop runs in-process under the node agent's own ServiceAccount with a token bound to the
-Node (so the ValidatingAdmissionPolicy limiting agents to their own node's slices applies), with
-the real root-netns inventory. It publishes under a test driver name, so a node agent that
-`make cluster-up` may run for `multinet.dev` is not disturbed; the DeviceClass of the test
-selects that driver and the podNetwork attribute, as the controller's classes do for ours.
+The loop runs in-process with the node agent's RBAC (its ClusterRole, bound to a test
+ServiceAccount), with the real root-netns inventory. It publishes under a test driver name, so a
+node agent that `make cluster-up` may run for `multinet.dev` is not disturbed; the DeviceClass of
+the test selects that driver and the podNetwork attribute, as the controller's classes do for
+ours. The agent's own identity (a token bound to the Node) is refused such a driver by the
+ValidatingAdmissionPolicy, which the last case checks together with the own-node rule.
 
 Cases:
 - slices appear with our NIC and its attributes, nodeName, pool, generation, resourceSliceCount
@@ -13,7 +14,7 @@ Cases:
 - a Ready PodNetwork selecting the NIC adds the podNetwork attribute; disabling it removes it
 - a claim through a DeviceClass for the network is allocated by the real scheduler to that NIC
   and not to another NIC on the node
-- the agent's identity cannot write slices of another node
+- the agent's identity cannot write slices of another node, nor of another driver
 """
 
 from __future__ import annotations
@@ -83,6 +84,31 @@ def agent_kubeconfig(cluster: Cluster) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def publisher_kubeconfig(cluster: Cluster, agent_kubeconfig: Path) -> Path:
+    """The node agent's RBAC under a ServiceAccount the admission policy does not match, so the
+    loop may publish under the test driver."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "multinet-publish-test"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "multinet-node-agent",
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": "multinet-publish-test",
+                "namespace": "multinet-system",
+            }
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(binding))
+    return cluster.service_account_kubeconfig("multinet-system", "multinet-publish-test")
+
+
 @dataclass
 class Agent:
     loop: PublishLoop
@@ -90,8 +116,8 @@ class Agent:
 
 
 @pytest.fixture
-async def agent(cluster: Cluster, agent_kubeconfig: Path) -> AsyncIterator[Agent]:
-    api = await api_client(str(agent_kubeconfig))
+async def agent(cluster: Cluster, publisher_kubeconfig: Path) -> AsyncIterator[Agent]:
+    api = await api_client(str(publisher_kubeconfig))
     publisher = SlicePublisher(api, cluster.node_name, driver=DRIVER)
     watcher = PodNetworkWatcher(api, node_name=cluster.node_name)
     async with Inventory(debounce_seconds=0.1) as inv:
@@ -381,11 +407,27 @@ async def test_the_agent_identity_cannot_write_slices_of_another_node(
 ) -> None:
     api = await api_client(str(agent_kubeconfig))
     other = slices.NodeRef(name=f"other-{secrets.token_hex(3)}", uid="00000000-0000-0000-0000-0")
-    body = slices.body(other, DRIVER, [], generation=1, count=1)
+    body = slices.body(other, "multinet.dev", [], generation=1, count=1)
     try:
         with pytest.raises(aApiException) as err:
             await aclient.ResourceV1Api(api).create_resource_slice(body)
         assert err.value.status in (403, 422)
         assert "may only write ResourceSlices of its own node" in str(err.value.body)
+    finally:
+        await api.close()
+
+
+async def test_the_agent_identity_cannot_write_slices_of_another_driver(
+    cluster: Cluster, agent_kubeconfig: Path
+) -> None:
+    api = await api_client(str(agent_kubeconfig))
+    node = cluster.kubectl("get", "node", cluster.node_name, "-o", "jsonpath={.metadata.uid}")
+    own = slices.NodeRef(name=cluster.node_name, uid=node.stdout.strip())
+    body = slices.body(own, DRIVER, [], generation=1, count=1)
+    try:
+        with pytest.raises(aApiException) as err:
+            await aclient.ResourceV1Api(api).create_resource_slice(body, dry_run="All")
+        assert err.value.status in (403, 422)
+        assert "may only write ResourceSlices of driver multinet.dev" in str(err.value.body)
     finally:
         await api.close()

@@ -50,7 +50,13 @@ def pod(
         "imagePullPolicy": "Never",
         "command": ["sleep", "3600"],
     }
-    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1, "containers": [container]}
+    # dnsPolicy Default: the local cluster runs no cluster DNS, and ClusterFirst would give every
+    # pod a MissingClusterDNS Warning that hides the Warnings the tests look for.
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 1,
+        "dnsPolicy": "Default",
+        "containers": [container],
+    }
     if claim_name:
         container["resources"] = {"claims": [{"name": "nic"}]}
         spec["resourceClaims"] = [{"name": "nic", "resourceClaimName": claim_name}]
@@ -62,6 +68,28 @@ def pod(
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+def claim_template(namespace: str, name: str, network: str) -> dict[str, Any]:
+    """A ResourceClaimTemplate asking for one device of `network`, as a Deployment would use."""
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "spec": {
+                "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": network}}]}
+            }
+        },
+    }
+
+
+def pod_with_template(namespace: str, name: str, template_name: str) -> dict[str, Any]:
+    """A pod whose claim is generated from `template_name` (deleted with the pod)."""
+    body = pod(namespace, name, None)
+    body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "nic"}]}
+    body["spec"]["resourceClaims"] = [{"name": "nic", "resourceClaimTemplateName": template_name}]
+    return body
 
 
 def get(cluster: Cluster, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -90,18 +118,20 @@ def delete_pod(cluster: Cluster, namespace: str, name: str) -> None:
     cluster.kubectl("delete", "pod", name, "-n", namespace, "--wait=true", "--timeout=90s")
 
 
-def events_for(cluster: Cluster, namespace: str, kind: str, name: str) -> list[str]:
+def events_for(
+    cluster: Cluster, namespace: str, kind: str, name: str, *, type_: str | None = None
+) -> list[str]:
+    """Messages of the Events on one object (only Warning ones with `type_="Warning"`)."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    if type_:
+        selector += f",type={type_}"
     out = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.kind={kind},involvedObject.name={name}",
-        "-o",
-        "json",
+        "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json"
     ).stdout
-    return [e.get("message", "") for e in json.loads(out).get("items", [])]
+    return [
+        f"{e.get('reason', '')}: {e.get('message', '')}" if type_ else e.get("message", "")
+        for e in json.loads(out).get("items", [])
+    ]
 
 
 def pod_ip_addr(cluster: Cluster, namespace: str, name: str, ifname: str) -> dict[str, Any]:

@@ -16,45 +16,20 @@ from typing import Any
 import pytest
 from helpers import wait_for
 from localcluster import Cluster
-from support import apply, host_link, pod, podnetwork, wait_ready_network, wait_running
+from support import (
+    apply,
+    claim_template,
+    events_for,
+    host_link,
+    pod_with_template,
+    podnetwork,
+    wait_ready_network,
+    wait_running,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.root]
 
 ROUNDS = 3
-
-
-def template(namespace: str, name: str, network: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaimTemplate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "spec": {
-                "devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": network}}]}
-            }
-        },
-    }
-
-
-def pod_from_template(namespace: str, name: str, template_name: str) -> dict[str, Any]:
-    body = pod(namespace, name, None)
-    body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "nic"}]}
-    body["spec"]["resourceClaims"] = [{"name": "nic", "resourceClaimTemplateName": template_name}]
-    return body
-
-
-def warnings_on_pod(cluster: Cluster, namespace: str, name: str) -> list[str]:
-    out = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        f"involvedObject.kind=Pod,involvedObject.name={name},type=Warning",
-        "-o",
-        "json",
-    ).stdout
-    return [f"{e['reason']}: {e.get('message', '')}" for e in json.loads(out)["items"]]
 
 
 def test_a_force_deleted_pods_nic_serves_its_replacement_at_once(
@@ -66,21 +41,21 @@ def test_a_force_deleted_pods_nic_serves_its_replacement_at_once(
     apply(multinet, podnetwork(network, interfaces={"names": [nic.name]}, interfaceName="net1"))
     try:
         wait_ready_network(multinet, network)
-        apply(multinet, template(e2e_namespace, "nic", network))
-        apply(multinet, pod_from_template(e2e_namespace, "app-0", "nic"))
+        apply(multinet, claim_template(e2e_namespace, "nic", network))
+        apply(multinet, pod_with_template(e2e_namespace, "app-0", "nic"))
         wait_running(multinet, e2e_namespace, "app-0")
         for n in range(1, ROUNDS + 1):
             old, new = f"app-{n - 1}", f"app-{n}"
             multinet.kubectl(
                 "delete", "pod", old, "-n", e2e_namespace, "--grace-period=0", "--force"
             )
-            apply(multinet, pod_from_template(e2e_namespace, new, "nic"))
+            apply(multinet, pod_with_template(e2e_namespace, new, "nic"))
             wait_running(multinet, e2e_namespace, new, timeout=60)
             shown = multinet.kubectl(
                 "exec", "-n", e2e_namespace, new, "--", "ip", "addr", "show", "net1"
             ).stdout
             assert "198.51.100.41/24" in shown, shown
-            assert warnings_on_pod(multinet, e2e_namespace, new) == []
+            assert events_for(multinet, e2e_namespace, "Pod", new, type_="Warning") == []
         multinet.kubectl("delete", "pod", f"app-{ROUNDS}", "-n", e2e_namespace, "--wait=true")
         after = wait_for(
             lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host"
