@@ -2,7 +2,8 @@
 replacement, with a new claim from the same template, starts at once on the same NIC.
 
 Cases: three rounds of force-delete and immediate replacement: every replacement runs with the
-NIC inside and gets no Warning Event (today's failure mode was FailedPrepareDynamicResources,
+NIC inside and gets no Warning Event but the scheduler's while the old claim is still allocated
+(the failure mode this guards against was FailedPrepareDynamicResources,
 "interface ... is not on the host", and a kubelet back-off of 12-16 s); after the last pod is
 deleted the NIC is home and exactly as it was.
 """
@@ -55,7 +56,10 @@ def test_a_force_deleted_pods_nic_serves_its_replacement_at_once(
                 "exec", "-n", e2e_namespace, new, "--", "ip", "addr", "show", "net1"
             ).stdout
             assert "198.51.100.41/24" in shown, shown
-            assert events_for(multinet, e2e_namespace, "Pod", new, type_="Warning") == []
+            # The scheduler may try before the old claim is deallocated ("cannot allocate all
+            # claims"): that wait is Kubernetes', not ours. Nothing else may warn.
+            warned = events_for(multinet, e2e_namespace, "Pod", new, type_="Warning")
+            assert [w for w in warned if not w.startswith("FailedScheduling:")] == []
         multinet.kubectl("delete", "pod", f"app-{ROUNDS}", "-n", e2e_namespace, "--wait=true")
         after = wait_for(
             lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host"
