@@ -1,44 +1,19 @@
 """The `multinet` command: `controller`, `node-agent`, `version`.
 
 Every flag has an environment variable (shown in --help) so manifests can configure the
-processes without rewriting their command lines.
+processes without rewriting their command lines; the flags are declared in `multinet.settings`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from multinet import __version__
 from multinet.logs import setup_logging
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kubeconfig",
-        default=_env("KUBECONFIG", ""),
-        help="kubeconfig file; empty means in-cluster config [env KUBECONFIG]",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=_env("MULTINET_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="minimum level logged [env MULTINET_LOG_LEVEL, default info]",
-    )
-    parser.add_argument(
-        "--log-format",
-        default=_env("MULTINET_LOG_FORMAT", "text"),
-        choices=["text", "json"],
-        help="text for people, json (one object a line) for collectors "
-        "[env MULTINET_LOG_FORMAT, default text]",
-    )
+from multinet.settings import PROGRAMS, add_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "multinet.dev, keeps their Ready condition, a DeviceClass per network and the in-use "
         "finalizer, and garbage-collects IP reservations of claims that no longer exist.",
     )
-    _common(controller)
-    from multinet.controller.settings import add_controller_flags
-
-    add_controller_flags(controller)
+    add_flags(controller, PROGRAMS["controller"])
 
     agent = sub.add_parser(
         "node-agent",
@@ -66,10 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the per-node agent: publishes ResourceSlices, serves the kubelet DRA "
         "plugin and the containerd NRI plugin that moves interfaces into pods.",
     )
-    _common(agent)
-    from multinet.agent.settings import add_agent_flags
-
-    add_agent_flags(agent)
+    add_flags(agent, PROGRAMS["node-agent"])
 
     sub.add_parser("version", help="print the version and exit")
     return parser
