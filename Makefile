@@ -61,12 +61,12 @@ chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults 
 		$(VENV)/bin/pytest -ra tests/e2e/test_chaos_e2e.py
 
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
-	PYTHONPATH=src $(PY) -m multinet.kubelet.protogen
+	$(PY) -m protogen.kubelet
 
 .PHONY: proto-nri
 proto: proto-nri
 proto-nri: venv ## regenerate the checked-in NRI/ttrpc code from src/multinet/nri/proto
-	PYTHONPATH=src $(PY) -m multinet.nri.protogen
+	$(PY) -m protogen.nri
 
 build: venv ## wheel and sdist into dist/
 	$(PY) -m build --outdir dist .

@@ -138,7 +138,7 @@ class PreparedClaim(_Frozen):
     plans: tuple[AttachPlan, ...] = ()
 
 
-AttachPhase = Literal["attaching", "attached", "detaching"]
+AttachPhase = Literal["attaching", "attached"]
 
 
 class Attachment(_Frozen):

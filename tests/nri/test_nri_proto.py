@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from google.protobuf import descriptor_pool
+from protogen import nri as protogen
 
-from multinet.nri import protogen
 from multinet.nri._pb import nri_pb2, ttrpc_pb2
 from multinet.nri.pods import pod_from_proto
 

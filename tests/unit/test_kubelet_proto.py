@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from multinet.kubelet import protogen
+from protogen import kubelet as protogen
 
 CHECKED_IN = protogen.SRC_ROOT / protogen.PACKAGE_PATH
 

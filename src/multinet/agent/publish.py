@@ -84,9 +84,6 @@ class PublishLoop:
         #: Set after the first successful publish (readiness).
         self.published = asyncio.Event()
         self.last: Resolution | None = None
-        self.last_plan: slices.SlicePlan | None = None
-        #: Monotonic time of the last successful publish.
-        self.published_at = 0.0
         #: Notified after a successful publish that changed the set of published device names
         #: (the kubelet health stream, ``kubelet.health.DeviceSource``, waits on it).
         self.devices_changed = asyncio.Condition()
@@ -150,8 +147,6 @@ class PublishLoop:
         metrics.SLICE_WRITES.inc(writes)
         metrics.PUBLISHED_DEVICES.set(plan.device_count)
         metrics.LAST_PUBLISH_TIMESTAMP.set(time.time())
-        self.last_plan = plan
-        self.published_at = time.monotonic()
         self.published.set()
         names = frozenset(d.name for d in resolution.devices)
         if names != self._published_names:

@@ -23,17 +23,10 @@ class StatusReporter:
     def __init__(self, writer: StatusWriter) -> None:
         self._writer = writer
         self._queue: asyncio.Queue[tuple[PodInfo, list[DeviceOutcome]]] = asyncio.Queue()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def report(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
         if outcomes:
-            self._idle.clear()
             self._queue.put_nowait((pod, outcomes))
-
-    async def wait_idle(self) -> None:
-        """Until every queued report was written (tests and graceful shutdown)."""
-        await self._idle.wait()
 
     async def run(self) -> None:
         while True:
@@ -44,8 +37,6 @@ class StatusReporter:
                 log.exception("status report failed", extra={"pod": pod.ref, "podUID": pod.uid})
             finally:
                 self._queue.task_done()
-                if self._queue.empty():
-                    self._idle.set()
 
     async def _write(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
         per_claim: dict[ClaimRef, list[DeviceOutcome]] = defaultdict(list)

@@ -166,10 +166,6 @@ Mac = Annotated[str, PlainValidator(check_mac)]
 Mtu = Annotated[int, PlainValidator(check_mtu)]
 
 
-def same_family(a: IPNetwork | IPAddress | IPInterface, b: IPNetwork | IPAddress) -> bool:
-    return a.version == b.version
-
-
 _GLOB = set("*?[")
 
 

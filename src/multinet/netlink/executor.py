@@ -82,29 +82,3 @@ class NetlinkMover:
             self._users[key] -= 1
             if not self._users[key]:
                 del self._users[key], self._locks[key]
-
-
-_default: NetlinkMover | None = None
-
-
-def default_mover() -> NetlinkMover:
-    global _default
-    if _default is None:
-        _default = NetlinkMover()
-    return _default
-
-
-async def attach_async(plan: plans.AttachPlan, netns_path: str) -> attaching.AttachResult:
-    return await default_mover().attach(plan, netns_path)
-
-
-async def detach_async(
-    plan: plans.AttachPlan, netns_path: str, host: plans.HostState | None = None
-) -> None:
-    await default_mover().detach(plan, netns_path, host)
-
-
-async def recover_async(
-    plan: plans.AttachPlan, host: plans.HostState | None = None
-) -> restore.Recovery:
-    return await default_mover().recover_plan(plan, host)

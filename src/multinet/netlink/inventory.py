@@ -349,9 +349,6 @@ class Inventory:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         self._seq = 0
-        #: Monotonic time of the newest kernel notification folded into ``current``.
-        self.last_event_at = 0.0
-        self.full_dumps = 0
 
     async def __aenter__(self) -> Inventory:
         await self.start()
@@ -453,7 +450,6 @@ class Inventory:
                 self._hand_over()
                 continue
             if self._drain(events, dumps, marshal):
-                self.last_event_at = time.monotonic()
                 self._hand_over()
 
     def _drain(self, events: socket.socket, dumps: socket.socket, marshal: Any) -> bool:
@@ -508,7 +504,6 @@ class Inventory:
                     (_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)),
                 )
             ):
-                self.full_dumps += 1
                 return
         log.warning("rtnetlink dumps kept being interrupted; using the last one")
 

@@ -79,13 +79,3 @@ def host() -> tuple[Rtnl, int]:
         _local.host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         _local.host = Rtnl()
     return _local.host, _local.host_fd
-
-
-def reset_host() -> None:
-    """Drop this thread's host socket, e.g. after a protocol error left unread replies on it."""
-    if _local.host is not None:
-        _local.host.close()
-    if _local.host_fd is not None:
-        os.close(_local.host_fd)
-    _local.host = None
-    _local.host_fd = None

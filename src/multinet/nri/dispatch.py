@@ -136,10 +136,6 @@ class Dispatcher:
             else:
                 log.error("%s failed after its NRI deadline: %s", what, exc, exc_info=exc)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._by_sandbox) + (self._sync is not None)
-
     async def drain(self, grace: float) -> None:
         """Give running handlers `grace` s to finish, then cancel them (plugin shutdown)."""
         tasks = [*self._by_sandbox.values(), *([self._sync] if self._sync else [])]

@@ -132,10 +132,6 @@ class NRIPlugin:
         """Registered and synchronized with the runtime right now (readiness)."""
         return self._connected.is_set()
 
-    async def wait_connected(self) -> None:
-        """Return once connected; wrap in `asyncio.timeout()` to bound the wait."""
-        await self._connected.wait()
-
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff; returns only by cancellation."""
         delay = self.settings.backoff_initial

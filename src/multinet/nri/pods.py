@@ -55,20 +55,3 @@ def pod_from_proto(msg: nri_pb2.PodSandbox) -> PodSandbox:
         pid=msg.pid,
         ips=list(msg.ips),
     )
-
-
-def pod_to_proto(pod: PodSandbox) -> nri_pb2.PodSandbox:
-    """The inverse of pod_from_proto (used by tests and fake runtimes)."""
-    msg = nri_pb2.PodSandbox(
-        id=pod.id,
-        name=pod.name,
-        uid=pod.uid,
-        namespace=pod.namespace,
-        labels=pod.labels,
-        annotations=pod.annotations,
-        pid=pod.pid,
-        ips=pod.ips,
-    )
-    if pod.netns is not None:
-        msg.linux.namespaces.add(type=NETWORK_NAMESPACE, path=pod.netns)
-    return msg

@@ -1,4 +1,4 @@
-"""Private descriptor pool for multinet's NRI messages (multinet.nri.protogen)."""
+"""Private descriptor pool for multinet's NRI messages (hack/protogen/nri.py)."""
 
 from google.protobuf import descriptor_pool
 

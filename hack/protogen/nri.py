@@ -1,8 +1,9 @@
 """Regenerate `multinet.nri._pb` from our own `.proto` subset (developer tool, not run time).
 
 Contract: `generate(out_dir)` writes exactly the checked-in files (`make proto` and the test
-`tests/nri/test_proto.py` both call it), so a drift between the `.proto` sources and the generated
-code is caught by the test suite. Needs `grpcio-tools` (a dev dependency). Takes about a second.
+`tests/nri/test_nri_proto.py` both call it), so a drift between the `.proto` sources and the
+generated code is caught by the test suite. Needs `grpcio-tools` (a dev dependency). Takes about
+a second.
 
 Two rewrites of protoc's output, and why:
 - protoc emits `import status_pb2` (a top-level module); inside a package it must be relative.
@@ -18,10 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROTO_DIR = Path(__file__).with_name("proto")
-PB_DIR = Path(__file__).with_name("_pb")
+from protogen import SRC_ROOT
 
-_POOL_MODULE = '''"""Private descriptor pool for multinet's NRI messages (multinet.nri.protogen)."""
+PROTO_DIR = SRC_ROOT / "multinet" / "nri" / "proto"
+PB_DIR = SRC_ROOT / "multinet" / "nri" / "_pb"
+
+_POOL_MODULE = '''"""Private descriptor pool for multinet's NRI messages (hack/protogen/nri.py)."""
 
 from google.protobuf import descriptor_pool
 

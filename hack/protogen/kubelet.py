@@ -1,6 +1,6 @@
 """Regenerates the Python code for our kubelet `.proto` files into `_pb/`.
 
-`python -m multinet.kubelet.protogen` (or `make proto`) rewrites the checked-in files;
+`python -m protogen.kubelet` (or `make proto`) rewrites the checked-in files;
 tests/unit/test_kubelet_proto.py regenerates into a temporary directory and compares, so the
 generated code never drifts from the `.proto` sources. grpcio-tools is a development dependency:
 it is imported only when this runs.
@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PROTO_DIR = Path(__file__).parent / "proto"
+from protogen import SRC_ROOT
+
+PROTO_DIR = SRC_ROOT / "multinet" / "kubelet" / "proto"
 #: The import path the generated modules live under; protoc derives module names from it.
 PACKAGE_PATH = "multinet/kubelet/_pb"
 PROTOS = (
@@ -20,8 +22,6 @@ PROTOS = (
     "dra_v1beta1.proto",
     "dra_health_v1alpha1.proto",
 )
-#: Source root the package path is relative to (`src/`).
-SRC_ROOT = Path(__file__).parents[2]
 
 
 def generate(out_root: Path) -> list[Path]:
