@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from multinet import slices
 from multinet.agent.publish import PublishLoop
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device
 from multinet.netlink.inventory import Inventory
 
@@ -57,7 +57,7 @@ class Networks:
         self.selectors = (NetworkSelector(name="bench", interfaces=("bn*",)),)
         self.changed = asyncio.Event()
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         return 0
 
 

@@ -255,7 +255,7 @@ class Checkpoint:
         finally:
             self._writer = None
 
-    # -- the attach side's StateStore (multinet.agent.ports) ------------------------------
+    # -- the attach side's StateStore (multinet.agent.contracts) ------------------------------
 
     def plan(self, key: str) -> AttachPlan | None:
         """The prepared plan with this key, if any claim holds it."""

@@ -27,7 +27,7 @@ import pytest
 
 from multinet import slices
 from multinet.agent.publish import PublishLoop
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot
 from multinet.devices.resolve import resolve
 from multinet.netlink.inventory import Inventory
@@ -141,9 +141,9 @@ class StaticNetworks:
 
     selectors: tuple[NetworkSelector, ...] = ()
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    reported: list[Conflict] = field(default_factory=list)
+    reported: list[DeviceConflict] = field(default_factory=list)
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         self.reported = list(conflicts)
         return len(conflicts)
 

@@ -22,8 +22,8 @@ from helpers import eventually
 from netfixtures import Lab, fake_netns_death_physical, has_link, lab, link_view, sh, uid
 
 from multinet.agent.attach import Attacher
+from multinet.agent.contracts import PodInfo
 from multinet.agent.pins import NetnsPins
-from multinet.agent.ports import PodInfo
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.release import Releaser
 from multinet.checkpoint import Checkpoint

@@ -249,7 +249,7 @@ def test_a_device_selected_by_two_networks_is_bound_to_neither_and_reported() ->
     attrs = {d.ifname: d.attributes.get(ATTR) for d in res.devices}
     assert attrs == {"data-a": None, "data-b": "blue"}
     assert res.conflicts == (
-        binding.Conflict(device="data-a", ifname="data-a", networks=("blue", "red")),
+        binding.DeviceConflict(device="data-a", ifname="data-a", networks=("blue", "red")),
     )
 
 

@@ -23,7 +23,7 @@ import pytest
 from multinet import slices
 from multinet.agent.publish import PublishLoop
 from multinet.devices import exclusion
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.devices.resolve import resolve
 
@@ -293,7 +293,7 @@ class StaticNetworks:
     selectors: tuple[NetworkSelector, ...]
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         return len(conflicts)
 
 

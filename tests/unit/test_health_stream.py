@@ -25,14 +25,14 @@ import pytest
 
 from multinet import slices
 from multinet.agent.publish import PublishLoop
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as pb_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as reg
 from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
+from multinet.kubelet.device_health import DeviceHealthServicer
 from multinet.kubelet.dra import PreparedDevice
-from multinet.kubelet.health import DeviceHealthServicer
 from multinet.kubelet.server import KubeletPlugin
 from multinet.plans import ClaimRef
 
@@ -57,7 +57,7 @@ class StaticNetworks:
     selectors: tuple[NetworkSelector, ...] = (NetworkSelector(name="blue", interfaces=("ens5f*",)),)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         return len(conflicts)
 
 

@@ -33,7 +33,7 @@ from packaging.specifiers import SpecifierSet
 import multinet
 from multinet.api import claimconfig, parameters
 from multinet.cli import build_parser
-from multinet.health import HealthServer
+from multinet.probes import HealthServer
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 DOCKERFILE = (REPO / "Dockerfile").read_text()

@@ -21,7 +21,7 @@ from multinet import slices
 from multinet.agent.main import _devices_in_pods, _links_in_pods
 from multinet.agent.publish import PublishLoop
 from multinet.checkpoint import Checkpoint
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.facts import from_facts, to_facts
 from multinet.devices.model import Device, Hardware, HostSnapshot, Link
 from multinet.plans import Attachment, AttachPlan, ClaimRef, PreparedClaim
@@ -60,7 +60,7 @@ class StaticNetworks:
     selectors: tuple[NetworkSelector, ...] = BLUE
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         return len(conflicts)
 
 

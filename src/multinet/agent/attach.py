@@ -21,8 +21,8 @@ from typing import Any
 
 from multinet import faults
 from multinet.agent import metrics
+from multinet.agent.contracts import InterfaceMover, PodInfo, Reporter, StateStore
 from multinet.agent.pins import NetnsPins, netns_gone
-from multinet.agent.ports import InterfaceMover, PodInfo, Reporter, StateStore
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
 from multinet.errors import AttachError

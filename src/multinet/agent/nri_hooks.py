@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from multinet.agent.attach import Attacher
-from multinet.agent.ports import PodInfo
+from multinet.agent.contracts import PodInfo
 from multinet.agent.release import Releaser
 from multinet.nri.pods import PodSandbox
 

@@ -30,7 +30,7 @@ from typing import Protocol
 from multinet import slices
 from multinet.agent import metrics
 from multinet.devices import naming
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.devices.resolve import Resolution, resolve
 
@@ -52,7 +52,7 @@ class NetworkSource(Protocol):
     selectors: tuple[NetworkSelector, ...]
     changed: asyncio.Event
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int: ...
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int: ...
 
 
 class Publisher(Protocol):
@@ -85,7 +85,7 @@ class PublishLoop:
         self.published = asyncio.Event()
         self.last: Resolution | None = None
         #: Notified after a successful publish that changed the set of published device names
-        #: (the kubelet health stream, ``kubelet.health.DeviceSource``, waits on it).
+        #: (the kubelet health stream, ``kubelet.device_health.DeviceSource``, waits on it).
         self.devices_changed = asyncio.Condition()
         self._published_names: frozenset[str] = frozenset()
         self._wake = asyncio.Event()

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Iterable
 
 from multinet import faults
 from multinet.agent import metrics
+from multinet.agent.contracts import EventSink, InterfaceMover, PodInfo, StateStore
 from multinet.agent.pins import NetnsPins, netns_gone
-from multinet.agent.ports import EventSink, InterfaceMover, PodInfo, StateStore
 from multinet.kube.events import NoEvents, claim_ref
 from multinet.plans import AttachPlan
 

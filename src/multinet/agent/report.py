@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from multinet.agent.ports import PodInfo
+from multinet.agent.contracts import PodInfo
 from multinet.kube.status import StatusWriter
 from multinet.plans import ClaimRef
 from multinet.status import DeviceOutcome

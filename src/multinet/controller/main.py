@@ -23,8 +23,8 @@ from kubernetes_asyncio import client
 
 from multinet.controller import handlers, kubeapi, leader
 from multinet.errors import MultinetError
-from multinet.health import HealthServer
 from multinet.kube import ipam as kube_ipam
+from multinet.probes import HealthServer
 
 log = logging.getLogger(__name__)
 

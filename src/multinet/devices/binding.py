@@ -52,7 +52,7 @@ class NetworkSelector:
 
 
 @dataclass(frozen=True)
-class Conflict:
+class DeviceConflict:
     """One device selected by several networks; bound to none of them."""
 
     device: str
@@ -63,7 +63,7 @@ class Conflict:
 @dataclass(frozen=True)
 class Binding:
     devices: tuple[Device, ...]
-    conflicts: tuple[Conflict, ...]
+    conflicts: tuple[DeviceConflict, ...]
 
 
 def explicit_names(networks: Iterable[NetworkSelector]) -> frozenset[str]:
@@ -89,7 +89,7 @@ def _bound(device: Device, network: NetworkSelector) -> Device:
 def bind(devices: Sequence[Device], networks: Sequence[NetworkSelector]) -> Binding:
     """Devices with the podNetwork attribute set where exactly one network selects them."""
     out: list[Device] = []
-    conflicts: list[Conflict] = []
+    conflicts: list[DeviceConflict] = []
     for device in devices:
         chosen = [n for n in networks if n.selects(device.ifname)]
         if len(chosen) == 1:
@@ -97,6 +97,8 @@ def bind(devices: Sequence[Device], networks: Sequence[NetworkSelector]) -> Bind
             continue
         if len(chosen) > 1:
             names = tuple(sorted({n.name for n in chosen}))
-            conflicts.append(Conflict(device=device.name, ifname=device.ifname, networks=names))
+            conflicts.append(
+                DeviceConflict(device=device.name, ifname=device.ifname, networks=names)
+            )
         out.append(device)
     return Binding(devices=tuple(out), conflicts=tuple(conflicts))

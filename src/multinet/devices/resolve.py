@@ -12,7 +12,7 @@ from multinet.devices.model import Device, HostSnapshot
 @dataclass(frozen=True)
 class Resolution:
     devices: tuple[Device, ...]  # sorted by name
-    conflicts: tuple[binding.Conflict, ...]
+    conflicts: tuple[binding.DeviceConflict, ...]
     excluded: dict[str, str]  # ifname -> reason, for logs
 
 

@@ -21,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet.api import documents, names
 from multinet.devices import networks
-from multinet.devices.binding import Conflict, NetworkSelector
+from multinet.devices.binding import DeviceConflict, NetworkSelector
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class PodNetworkWatcher:
         self.selectors: tuple[NetworkSelector, ...] = ()
         self.changed = asyncio.Event()
         self.synced = asyncio.Event()  # set after the first successful list
-        self._reported: set[Conflict] = set()
+        self._reported: set[DeviceConflict] = set()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class PodNetworkWatcher:
 
     # -- conflict events -----------------------------------------------------------------
 
-    async def report_conflicts(self, conflicts: Sequence[Conflict]) -> int:
+    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
         """A Warning Event on every network of each *new* conflict; returns Events created.
 
         A conflict that persists is reported once per agent run; one that goes away and comes
@@ -182,7 +182,7 @@ class PodNetworkWatcher:
         self._reported = current
         return created
 
-    def _event(self, conflict: Conflict, network: str, uid: str) -> dict[str, Any]:
+    def _event(self, conflict: DeviceConflict, network: str, uid: str) -> dict[str, Any]:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         others = ", ".join(n for n in conflict.networks if n != network)
         return {

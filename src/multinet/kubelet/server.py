@@ -20,13 +20,13 @@ from multinet import DRIVER_NAME
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as health_grpc
 from multinet.kubelet._pb import dra_v1_pb2_grpc, dra_v1beta1_pb2_grpc
 from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
+from multinet.kubelet.device_health import HEALTH_SERVICE, DeviceHealthServicer
 from multinet.kubelet.dra import (
     DRAPluginV1Beta1Servicer,
     DRAPluginV1Servicer,
     DRAService,
     Preparer,
 )
-from multinet.kubelet.health import HEALTH_SERVICE, DeviceHealthServicer
 from multinet.kubelet.registration import SUPPORTED_VERSIONS, RegistrationServicer
 
 log = logging.getLogger(__name__)
