@@ -33,6 +33,7 @@ from multinet.devices import naming
 from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.devices.resolve import Resolution, resolve
+from multinet.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class PublishLoop:
             asyncio.create_task(self._follow_inventory(), name="publish-inventory"),
             asyncio.create_task(self._follow_networks(), name="publish-networks"),
         ]
-        delay = self.initial_backoff_seconds
+        retry = Retry(Backoff(self.initial_backoff_seconds, self.max_backoff_seconds))
         self._wake.set()
         try:
             while True:
@@ -212,14 +213,14 @@ class PublishLoop:
                 self._wake.clear()
                 try:
                     await self.publish_once()
-                    delay = self.initial_backoff_seconds
+                    retry.reset()
                 except Exception as exc:
                     metrics.PUBLISH_ERRORS.inc()
+                    delay = retry.failed()
                     log.warning(
                         "publishing ResourceSlices failed, retrying in %.1fs: %s", delay, exc
                     )
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.max_backoff_seconds)
                     self._wake.set()
         finally:
             for task in followers:

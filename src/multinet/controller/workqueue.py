@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from multinet.errors import MultinetError
+from multinet.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class WorkQueue:
         retry_delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self._handler = handler
-        self._retry = tuple(retry_delays)
+        self._backoff = Backoff.stepped(retry_delays)
         self._due: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -68,7 +69,7 @@ class WorkQueue:
                 raise
             except Exception as exc:
                 n = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = self._retry[min(n, len(self._retry)) - 1]
+                delay = self._backoff.delay(n)
                 log.warning(
                     "reconcile failed, retrying",
                     extra={"key": key, "attempt": n, "retry_in": delay, "error": str(exc)},

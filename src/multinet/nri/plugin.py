@@ -38,6 +38,7 @@ from multinet.nri import mux, ttrpc
 from multinet.nri._pb import nri_pb2
 from multinet.nri.dispatch import Dispatcher, HandlerTimeout, PodEvent, PodHandler
 from multinet.nri.pods import PodSandbox, pod_from_proto
+from multinet.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class NRIPlugin:
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff; returns only by cancellation."""
-        delay = self.settings.backoff_initial
+        retry = Retry(Backoff(self.settings.backoff_initial, self.settings.backoff_max))
         failures = 0
         try:
             while True:
@@ -146,9 +147,9 @@ class NRIPlugin:
                     log.log(level, "cannot reach NRI socket %s: %s", self.settings.socket_path, exc)
                 else:
                     if await self.serve(reader, writer):
-                        delay, failures = self.settings.backoff_initial, 0
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.backoff_max)
+                        retry.reset()
+                        failures = 0
+                await asyncio.sleep(retry.failed())
         finally:
             await self.shutdown()
 
