@@ -174,6 +174,69 @@ def _same(slice_: Mapping[str, Any], node: NodeRef, devices: list[Body], count: 
     )
 
 
+@dataclass(frozen=True)
+class _Existing:
+    """This node's slices as listed: the newest generation's, and those to delete outright."""
+
+    top: int  # the highest generation in the pool (0 when there is none)
+    current: list[Mapping[str, Any]]  # the slices at ``top``, by name
+    obsolete: list[str]  # names of older generations' and other pools' slices
+
+
+def _generation(slice_: Mapping[str, Any]) -> int:
+    return int(_pool(slice_).get("generation") or 0)
+
+
+def _sort_existing(node: NodeRef, existing: Sequence[Mapping[str, Any]]) -> _Existing:
+    pool = [s for s in existing if _pool(s).get("name") == node.name]
+    foreign = [s for s in existing if _pool(s).get("name") != node.name]
+    top = max((_generation(s) for s in pool), default=0)
+    current = sorted(
+        (s for s in pool if _generation(s) == top),
+        key=lambda s: str(s["metadata"]["name"]),
+    )
+    obsolete = [s for s in pool if s not in current] + foreign
+    return _Existing(top, current, [str(s["metadata"]["name"]) for s in obsolete])
+
+
+def _rewrite(
+    old: Mapping[str, Any],
+    node: NodeRef,
+    driver: str,
+    devices: list[Body],
+    *,
+    generation: int,
+    count: int,
+) -> Body:
+    """The body that replaces slice ``old`` in place (its name and resourceVersion kept)."""
+    meta = old["metadata"]
+    return body(
+        node,
+        driver,
+        devices,
+        generation=generation,
+        count=count,
+        name=str(meta["name"]),
+        resource_version=meta.get("resourceVersion"),
+    )
+
+
+def _same_split(
+    current: Sequence[Mapping[str, Any]], wanted: Sequence[list[Body]]
+) -> dict[frozenset[str], Mapping[str, Any]] | None:
+    """The current slices by their device names, if ``wanted`` has the same device sets."""
+    by_names = {_names(_devices_of(s)): s for s in current}
+    count = len(wanted)
+    if (
+        current
+        and len(current) == count
+        and len(by_names) == count
+        and all(_names(c) in by_names for c in wanted)
+    ):
+        return by_names
+    return None
+
+
 def plan(
     node: NodeRef,
     devices: Sequence[Device],
@@ -186,80 +249,60 @@ def plan(
     ``existing`` are slice objects as JSON dicts (camelCase), as listed from the apiserver.
     """
     wanted = chunks(devices)
+    found = _sort_existing(node, existing)
+    by_names = _same_split(found.current, wanted)
+    if by_names is not None:
+        return _plan_in_place(node, driver, wanted, found, by_names)
+    return _plan_new_generation(node, driver, wanted, found)
+
+
+def _plan_in_place(
+    node: NodeRef,
+    driver: str,
+    wanted: Sequence[list[Body]],
+    found: _Existing,
+    by_names: Mapping[frozenset[str], Mapping[str, Any]],
+) -> SlicePlan:
+    """Same device set, same split: update only the slices whose content differs, in place."""
     count = len(wanted)
-    device_count = sum(len(c) for c in wanted)
-    pool = [s for s in existing if _pool(s).get("name") == node.name]
-    foreign = [s for s in existing if _pool(s).get("name") != node.name]
-    top = max((int(_pool(s).get("generation") or 0) for s in pool), default=0)
-    current = sorted(
-        (s for s in pool if int(_pool(s).get("generation") or 0) == top),
-        key=lambda s: str(s["metadata"]["name"]),
+    updates = [
+        _rewrite(old, node, driver, chunk, generation=found.top, count=count)
+        for chunk in wanted
+        if not _same(old := by_names[_names(chunk)], node, chunk, count)
+    ]
+    reasons: tuple[str, ...] = ("content",) if updates else ()
+    if found.obsolete:
+        reasons += ("obsolete slices",)
+    return SlicePlan(
+        generation=found.top,
+        to_delete=tuple(found.obsolete),
+        to_update=tuple(updates),
+        slice_count=count,
+        device_count=sum(len(c) for c in wanted),
+        reasons=reasons,
     )
-    obsolete = [s for s in pool if s not in current] + foreign
-    to_delete = [str(s["metadata"]["name"]) for s in obsolete]
 
-    # Same device set, same split: update only the slices whose content differs, in place.
-    by_names = {_names(_devices_of(s)): s for s in current}
-    if (
-        current
-        and len(current) == count
-        and len(by_names) == count
-        and all(_names(c) in by_names for c in wanted)
-    ):
-        updates = []
-        for chunk in wanted:
-            old = by_names[_names(chunk)]
-            if not _same(old, node, chunk, count):
-                meta = old["metadata"]
-                updates.append(
-                    body(
-                        node,
-                        driver,
-                        chunk,
-                        generation=top,
-                        count=count,
-                        name=str(meta["name"]),
-                        resource_version=meta.get("resourceVersion"),
-                    )
-                )
-        reasons: tuple[str, ...] = ("content",) if updates else ()
-        if to_delete:
-            reasons += ("obsolete slices",)
-        return SlicePlan(
-            generation=top,
-            to_delete=tuple(to_delete),
-            to_update=tuple(updates),
-            slice_count=count,
-            device_count=device_count,
-            reasons=reasons,
-        )
 
-    # The device set or the split changed: a new generation, every slice rewritten.
-    generation = top + 1
-    reuse = current[:count]
-    to_delete += [str(s["metadata"]["name"]) for s in current[count:]]
-    update_bodies = tuple(
-        body(
-            node,
-            driver,
-            chunk,
-            generation=generation,
-            count=count,
-            name=str(old["metadata"]["name"]),
-            resource_version=old["metadata"].get("resourceVersion"),
-        )
-        for old, chunk in zip(reuse, wanted, strict=False)
-    )
-    create_bodies = tuple(
-        body(node, driver, chunk, generation=generation, count=count)
-        for chunk in wanted[len(reuse) :]
-    )
+def _plan_new_generation(
+    node: NodeRef, driver: str, wanted: Sequence[list[Body]], found: _Existing
+) -> SlicePlan:
+    """The device set or the split changed: a new generation, every slice rewritten."""
+    count = len(wanted)
+    generation = found.top + 1
+    reuse = found.current[:count]
+    surplus = [str(s["metadata"]["name"]) for s in found.current[count:]]
     return SlicePlan(
         generation=generation,
-        to_delete=tuple(to_delete),
-        to_update=update_bodies,
-        to_create=create_bodies,
+        to_delete=(*found.obsolete, *surplus),
+        to_update=tuple(
+            _rewrite(old, node, driver, chunk, generation=generation, count=count)
+            for old, chunk in zip(reuse, wanted, strict=False)
+        ),
+        to_create=tuple(
+            body(node, driver, chunk, generation=generation, count=count)
+            for chunk in wanted[len(reuse) :]
+        ),
         slice_count=count,
-        device_count=device_count,
+        device_count=sum(len(c) for c in wanted),
         reasons=("device set changed",),
     )

@@ -18,12 +18,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from kubernetes_asyncio.client import ApiClient
+
 from multinet.agent.attach import Attacher
-from multinet.agent.contracts import EventSink
 from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
+from multinet.agent.ports import EventSink
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.publish import PublishLoop
 from multinet.agent.release import Releaser
@@ -33,6 +36,7 @@ from multinet.checkpoint import Checkpoint, Quarantined
 from multinet.devices.facts import from_facts
 from multinet.devices.model import Link
 from multinet.errors import MultinetError
+from multinet.health import HealthServer
 from multinet.kube.client import api_client
 from multinet.kube.events import EventRecorder, node_ref
 from multinet.kube.ipam import Reservations
@@ -40,14 +44,13 @@ from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
 from multinet.kube.slices import SlicePublisher
 from multinet.kube.status import StatusWriter
-from multinet.kubelet.device_health import DeviceHealthServicer
+from multinet.kubelet.health import DeviceHealthServicer
 from multinet.kubelet.server import KubeletPlugin
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.netlink.inventory import Inventory
 from multinet.nri.plugin import NRIPlugin, PluginSettings
 from multinet.plans import Attachment, AttachPlan
-from multinet.probes import HealthServer
 
 log = logging.getLogger("multinet.agent")
 
@@ -91,6 +94,107 @@ def _links_in_pods(checkpoint: Checkpoint) -> dict[str, Link]:
     return links
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """The agent's long-lived pieces, wired together; `serve` starts and stops them."""
+
+    networks: PodNetworkWatcher
+    publish: PublishLoop
+    reporter: StatusReporter
+    nri: NRIPlugin
+    kubelet: KubeletPlugin
+
+
+def _wire(
+    settings: AgentSettings,
+    api: ApiClient,
+    checkpoint: Checkpoint,
+    mover: NetlinkMover,
+    inventory: Inventory,
+    pins: NetnsPins,
+    releaser: Releaser,
+) -> _Parts:
+    """Construct (no I/O) everything between the inventory and kubelet/containerd."""
+    networks = PodNetworkWatcher(api, node_name=settings.node_name)
+    publish = PublishLoop(
+        inventory=inventory,
+        networks=networks,
+        publisher=SlicePublisher(api, settings.node_name),
+        away=lambda: _devices_in_pods(checkpoint),
+        away_links=lambda: _links_in_pods(checkpoint),
+    )
+    reporter = StatusReporter(StatusWriter(api))
+    hooks = NriHooks(
+        attacher=Attacher(
+            store=checkpoint,
+            mover=mover,
+            reporter=reporter,
+            pins=pins,
+            published=publish.link_of,
+        ),
+        releaser=releaser,
+    )
+    nri = NRIPlugin(
+        hooks,
+        PluginSettings(
+            socket_path=str(settings.nri_socket),
+            name=settings.nri_plugin_name,
+            index=settings.nri_plugin_index,
+        ),
+    )
+    preparer = ClaimPreparer(
+        node_name=settings.node_name,
+        checkpoint=checkpoint,
+        lookups=ApiLookups(api),
+        devices=PublishedDevices(publish),
+        reservations=Reservations(api),
+        read_host=read_host_state,
+        reclaim=releaser.reclaim_orphans,
+        returner=releaser,
+    )
+    kubelet = KubeletPlugin(
+        preparer=preparer,
+        kubelet_root=settings.kubelet_root,
+        health=DeviceHealthServicer(publish, pool=settings.node_name),
+    )
+    return _Parts(networks, publish, reporter, nri, kubelet)
+
+
+async def _run(
+    settings: AgentSettings,
+    parts: _Parts,
+    health: HealthServer,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+) -> None:
+    """Start the parts in order (see the module docstring) and run until `stop` is set."""
+
+    def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_stop_on_failure(stop))
+        tasks.append(task)
+
+    health.add_readiness_check("slices-published", parts.publish.published.is_set)
+    health.add_readiness_check("kubelet-registered", lambda: _registered(parts.kubelet))
+    health.add_readiness_check("nri-connected", lambda: parts.nri.connected)
+    await health.start()
+
+    spawn(parts.networks.run(), "podnetworks")
+    spawn(parts.publish.run(), "publish")
+    spawn(parts.reporter.run(), "report")
+    # Answer kubelet only once it can resolve device names it allocated from our slices.
+    await _first(parts.publish.published.wait(), stop)
+    if stop.is_set():
+        return
+    await parts.kubelet.start()
+    spawn(parts.nri.run(), "nri")
+    log.info(
+        "node agent running",
+        extra={"node": settings.node_name, "stateDir": str(settings.state_dir)},
+    )
+    await stop.wait()
+
+
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     checkpoint = Checkpoint.open(settings.state_dir)
     api = await api_client(settings.kubeconfig)
@@ -100,90 +204,23 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     )
     health = HealthServer(settings.metrics_address, settings.metrics_port)
     tasks: list[asyncio.Task[None]] = []
-    kubelet: KubeletPlugin | None = None
+    parts: _Parts | None = None
     releaser: Releaser | None = None
     events = EventRecorder(api, host=settings.node_name)
     report_quarantined(events, checkpoint.quarantined, settings.node_name)
     try:
         await inventory.start()
-        networks = PodNetworkWatcher(api, node_name=settings.node_name)
-        publisher = SlicePublisher(api, settings.node_name)
-        publish = PublishLoop(
-            inventory=inventory,
-            networks=networks,
-            publisher=publisher,
-            away=lambda: _devices_in_pods(checkpoint),
-            away_links=lambda: _links_in_pods(checkpoint),
-        )
-        writer = StatusWriter(api)
-        reporter = StatusReporter(writer)
         pins = NetnsPins(settings.state_dir / "pins")
         releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
-        hooks = NriHooks(
-            attacher=Attacher(
-                store=checkpoint,
-                mover=mover,
-                reporter=reporter,
-                pins=pins,
-                published=publish.link_of,
-            ),
-            releaser=releaser,
-        )
-        nri = NRIPlugin(
-            hooks,
-            PluginSettings(
-                socket_path=str(settings.nri_socket),
-                name=settings.nri_plugin_name,
-                index=settings.nri_plugin_index,
-            ),
-        )
-        preparer = ClaimPreparer(
-            node_name=settings.node_name,
-            checkpoint=checkpoint,
-            lookups=ApiLookups(api),
-            devices=PublishedDevices(publish),
-            reservations=Reservations(api),
-            read_host=read_host_state,
-            reclaim=releaser.reclaim_orphans,
-            returner=releaser,
-        )
-        kubelet = KubeletPlugin(
-            preparer=preparer,
-            kubelet_root=settings.kubelet_root,
-            health=DeviceHealthServicer(publish, pool=settings.node_name),
-        )
-
-        def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
-            task = asyncio.create_task(coro, name=name)
-            task.add_done_callback(_stop_on_failure(stop))
-            tasks.append(task)
-
-        health.add_readiness_check("slices-published", publish.published.is_set)
-        health.add_readiness_check("kubelet-registered", lambda: _registered(kubelet))
-        health.add_readiness_check("nri-connected", lambda: nri.connected)
-        await health.start()
-
-        spawn(networks.run(), "podnetworks")
-        spawn(publish.run(), "publish")
-        spawn(reporter.run(), "report")
-        # Answer kubelet only once it can resolve device names it allocated from our slices.
-        await _first(publish.published.wait(), stop)
-        if stop.is_set():
-            return
-        await kubelet.start()
-        spawn(nri.run(), "nri")
-        log.info(
-            "node agent running",
-            extra={"node": settings.node_name, "stateDir": str(settings.state_dir)},
-        )
-        await stop.wait()
+        parts = _wire(settings, api, checkpoint, mover, inventory, pins, releaser)
+        await _run(settings, parts, health, stop, tasks)
     finally:
         log.info("node agent stopping")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if kubelet is not None:
-            await kubelet.stop()
+        if parts is not None:
+            await parts.kubelet.stop()
         if releaser is not None:
             await releaser.close()
         await events.drain()
