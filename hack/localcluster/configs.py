@@ -111,7 +111,10 @@ def kubelet_config(lay: L.Layout) -> str:
 
 
 def containerd_config(lay: L.Layout, *, runc: str, cni_bin_dir: str) -> str:
-    """containerd 2.x config version 3 (PROTOCOLS.md 4.6): private dirs, NRI on our own socket."""
+    """containerd 2.x config version 3: private dirs, NRI on our own socket.
+
+    See docs/architecture.md, protocols 4.6.
+    """
     run = lay.containerd_socket.parent
     cri_rt = "plugins.'io.containerd.cri.v1.runtime'"
     return f"""\

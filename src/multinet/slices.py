@@ -2,7 +2,8 @@
 
 Pure: no I/O. ``kube.slices`` lists the existing slices, calls ``plan`` and applies the result.
 
-The rules (resource.k8s.io/v1, and what the upstream Go helper does, PROTOCOLS.md 3):
+The rules (resource.k8s.io/v1, and what the upstream Go helper does; docs/architecture.md,
+protocols 3):
 
 - One pool per node, named after the node; slices carry ``nodeName`` and an ownerReference to the
   Node so they disappear with it.

@@ -1,7 +1,8 @@
 """The checked-in generated code matches our .proto files, and the field numbers match the contract.
 
 Cases: regeneration is byte-identical; messages live in a private descriptor pool under the
-upstream full names; hand-encoded wire bytes (field numbers from PROTOCOLS.md 4.2-4.4) decode.
+upstream full names; hand-encoded wire bytes (field numbers from docs/architecture.md, protocols
+4.2-4.4) decode.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The optional DRA device health stream (`v1alpha1.DRAResourceHealth`, PROTOCOLS.md 2).
+"""The optional DRA device health stream (`v1alpha1.DRAResourceHealth`).
+
+Protocol: docs/architecture.md, protocols 2.
 
 Kubelet 1.36 opens `NodeWatchResources` on the DRA socket of every registered driver whenever
 the ResourceHealthStatus gate is on (the default), whether or not the driver lists the service,

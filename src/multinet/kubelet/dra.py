@@ -1,8 +1,8 @@
 """The DRAPlugin service (v1 and v1beta1) mapped onto one `Preparer`.
 
-Contract with the kubelet (PROTOCOLS.md 2): every claim in a request gets an entry in the
-response, failures travel as a per-claim `error` string (a gRPC-level error would make the
-kubelet drop the whole batch), an empty request succeeds, and both calls are idempotent.
+Contract with the kubelet (docs/architecture.md, protocols 2): every claim in a request gets an
+entry in the response, failures travel as a per-claim `error` string (a gRPC-level error would
+make the kubelet drop the whole batch), an empty request succeeds, and both calls are idempotent.
 Calls are serialised: one prepare or unprepare at a time, as the upstream helper does, so the
 preparer never sees two operations on the same claim interleave. Each call must answer within
 the kubelet's 45 s client timeout.

@@ -1,7 +1,7 @@
 """Serves the kubelet plugin: the Registration socket and the DRA socket (grpcio aio).
 
-Sockets (PROTOCOLS.md 1): `<kubelet root>/plugins_registry/<driver>-reg.sock` and
-`<kubelet root>/plugins/<driver>/dra.sock`. A stale socket from a previous run is removed before
+Sockets (docs/architecture.md, protocols 1): `<kubelet root>/plugins_registry/<driver>-reg.sock`
+and `<kubelet root>/plugins/<driver>/dra.sock`. A stale socket from a previous run is removed before
 listening (grpc cannot bind over it); both are unlinked on shutdown. The DRA server starts
 before the registration socket appears, so the kubelet never registers an endpoint that does
 not answer, and the registration socket goes first on shutdown, which deregisters the plugin.

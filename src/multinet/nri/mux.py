@@ -1,4 +1,6 @@
-"""NRI's connection multiplexer: several byte streams over one unix socket (PROTOCOLS.md 4.1).
+"""NRI's connection multiplexer: several byte streams over one unix socket.
+
+Protocol: docs/architecture.md, protocols 4.1.
 
 Frame: `[ConnID u32 BE][Length u32 BE][Length bytes]`. No handshake; frames for a ConnID nobody
 registered are dropped.

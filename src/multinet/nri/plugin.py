@@ -1,6 +1,6 @@
 """The NRI plugin: connect to the runtime, register, stay connected, route pod events to the agent.
 
-Contract (PROTOCOLS.md 4.3-4.4):
+Contract (docs/architecture.md, protocols 4.3-4.4):
 - `NRIPlugin.run()` connects to `settings.socket_path`, sends RegisterPlugin(name, two-digit
   index) at once (the runtime allows 5 s), answers Configure with events 0x7 (Run/Stop/Remove-
   PodSandbox), collects the pods of every Synchronize chunk (answering more=true until the last)

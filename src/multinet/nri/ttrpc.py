@@ -1,4 +1,6 @@
-"""ttrpc, the lightweight RPC containerd speaks over each mux ConnID (PROTOCOLS.md 4.2): unary only.
+"""ttrpc, the lightweight RPC containerd speaks over each mux ConnID: unary only.
+
+Protocol: docs/architecture.md, protocols 4.2.
 
 Message: 10-byte header `length u32 BE (body only) | stream_id u32 BE | type u8 | flags u8`,
 then the body: a `ttrpc.Request` (type 1) or `ttrpc.Response` (type 2). Bodies are at most 4 MiB.
