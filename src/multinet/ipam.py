@@ -1,6 +1,6 @@
 """Pure IPAM decisions for `ipam.type: pool`: which addresses may be handed out, in which order,
-and what the reservation object for an address is called. No I/O; the apiserver-backed
-reservation lives in `multinet.kube.ipam`.
+what the reservation object for an address is called, whose it is (`Holder.owns`) and whether it
+is orphaned (`still_held`). No I/O; the apiserver-backed reservation lives in `multinet.kube.ipam`.
 
 Usable addresses: inside `rangeStart`..`rangeEnd` (default: the whole subnet), minus `exclude`
 blocks and the gateway. IPv4 skips the network and broadcast addresses (except in /31 and /32,
@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from multinet.api import names
 from multinet.api.fields import IPAddress, IPNetwork
 from multinet.api.parameters import Ipam
+from multinet.plans import ClaimRef
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,48 @@ def reservation_name(address: IPAddress) -> str:
 
 def parse_address(text: str) -> IPAddress:
     return ipaddress.ip_address(text)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who an address is for."""
+
+    claim: ClaimRef
+    request: str
+    device: str
+    node: str
+    pod_name: str | None = None
+    pod_uid: str | None = None
+
+    def owns(self, spec: Mapping[str, Any]) -> bool:
+        claim = spec.get("claim") or {}
+        return (
+            claim.get("uid") == self.claim.uid
+            and spec.get("request") == self.request
+            and spec.get("device") == self.device
+            and spec.get("node") == self.node
+        )
+
+    @property
+    def where(self) -> str:
+        return f"claim {self.claim} request {self.request}"
+
+
+def still_held(claim: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> bool:
+    """Does the claim (a ResourceClaim document, None when gone) still hold this reservation's
+    device on its node? When not, the reservation is orphaned and may be deleted."""
+    if claim is None:
+        return False
+    if (claim.get("metadata") or {}).get("uid") != (spec.get("claim") or {}).get("uid"):
+        return False
+    allocation = (claim.get("status") or {}).get("allocation")
+    if not allocation:
+        return False
+    if not spec.get("device"):
+        return True
+    return any(
+        r.get("driver") == names.DRIVER
+        and r.get("pool") == spec.get("node")
+        and r.get("device") == spec.get("device")
+        for r in (allocation.get("devices") or {}).get("results") or ()
+    )

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from multinet.api import names
+
 Mode = Literal["host-device", "macvlan"]
 
 
@@ -108,7 +110,7 @@ class AttachPlan(_Frozen):
 
     claim: ClaimRef
     request: str
-    driver: str = "multinet.dev"
+    driver: str = names.DRIVER
     pool: str
     device: str
     share_id: str | None = None

@@ -34,7 +34,8 @@ from multinet.api import claimconfig
 from multinet.api.parameters import Ipam
 from multinet.checkpoint import Checkpoint
 from multinet.errors import AllocationError, ConfigError
-from multinet.kube.ipam import Holder, Reservations, collect_orphaned_reservations
+from multinet.ipam import Holder
+from multinet.kube.ipam import Reservations, collect_orphaned_reservations
 from multinet.kube.lookups import ApiLookups
 from multinet.kubelet.server import KubeletPlugin
 from multinet.netlink.hoststate import read_host_state

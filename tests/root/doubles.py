@@ -12,7 +12,7 @@ from multinet.api import parameters
 from multinet.api.fields import IPAddress
 from multinet.api.parameters import NetworkParameters
 from multinet.errors import AllocationError
-from multinet.kube.ipam import Holder
+from multinet.ipam import Holder
 from multinet.plans import ClaimRef
 
 NODE = "node-a"

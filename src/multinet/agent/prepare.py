@@ -35,7 +35,7 @@ from multinet.errors import (
     ConfigError,
     MultinetError,
 )
-from multinet.kube.ipam import Holder
+from multinet.ipam import Holder
 from multinet.kubelet.dra import PreparedDevice
 from multinet.plans import AttachPlan, ClaimRef, HostState, PreparedClaim, Route
 

@@ -10,4 +10,5 @@ Modules, each imported whole and used qualified (``parameters.parse(...)``):
 - ``conditions``  set/merge status conditions without disturbing others
 - ``claimconfig`` the opaque claim/class config and the effective-config merge
 - ``crd``         the CustomResourceDefinition generated from ``podnetwork``
+- ``ipreservation`` the IPReservation object of pool IPAM (its CRD is tested against it)
 """

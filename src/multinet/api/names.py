@@ -29,3 +29,12 @@ CLAIM_DATA_KEY: Final = "podNetwork"
 """Key in ResourceClaim ``status.devices[].data`` naming the PodNetwork."""
 
 RESOURCE_API: Final = "resource.k8s.io/v1"
+
+# The IPReservation objects of pool IPAM live in the driver's own group, not in the PodNetwork API.
+IPRESERVATION_GROUP: Final = DRIVER
+IPRESERVATION_VERSION: Final = "v1alpha1"
+IPRESERVATION_API_VERSION: Final = f"{IPRESERVATION_GROUP}/{IPRESERVATION_VERSION}"
+IPRESERVATION_KIND: Final = "IPReservation"
+IPRESERVATION_PLURAL: Final = "ipreservations"
+IPRESERVATION_SINGULAR: Final = "ipreservation"
+IPRESERVATION_SHORT_NAME: Final = "mnip"

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from kubernetes_asyncio import client
 
+from multinet.api import names
+
 log = logging.getLogger(__name__)
 
 CLUSTER_SCOPED_NAMESPACE = "default"
@@ -65,7 +67,7 @@ def event_body(
         "reason": reason,
         "message": message[:1024],  # the apiserver caps Event messages; keep the start
         "source": {"component": COMPONENT, "host": host},
-        "reportingComponent": f"multinet.dev/{COMPONENT}",
+        "reportingComponent": f"{names.DRIVER}/{COMPONENT}",
         "reportingInstance": host,
         "firstTimestamp": now,
         "lastTimestamp": now,

@@ -18,48 +18,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from multinet import DRIVER_NAME, ipam
+from multinet import ipam
+from multinet.api import names
 from multinet.api.fields import IPAddress
 from multinet.errors import AllocationError
-from multinet.plans import ClaimRef
+from multinet.ipam import Holder
 
 log = logging.getLogger(__name__)
 
-GROUP = "multinet.dev"
-VERSION = "v1alpha1"
-PLURAL = "ipreservations"
-KIND = "IPReservation"
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who an address is for."""
-
-    claim: ClaimRef
-    request: str
-    device: str
-    node: str
-    pod_name: str | None = None
-    pod_uid: str | None = None
-
-    def owns(self, spec: Mapping[str, Any]) -> bool:
-        claim = spec.get("claim") or {}
-        return (
-            claim.get("uid") == self.claim.uid
-            and spec.get("request") == self.request
-            and spec.get("device") == self.device
-            and spec.get("node") == self.node
-        )
-
-    @property
-    def where(self) -> str:
-        return f"claim {self.claim} request {self.request}"
+GROUP = names.IPRESERVATION_GROUP
+VERSION = names.IPRESERVATION_VERSION
+PLURAL = names.IPRESERVATION_PLURAL
+KIND = names.IPRESERVATION_KIND
 
 
 def _holder_text(spec: Mapping[str, Any]) -> str:
@@ -231,25 +206,6 @@ def _reason(exc: ApiException) -> str:
     return f"{exc.status} {exc.reason}".strip()
 
 
-def _still_held(claim: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> bool:
-    """Does the claim still hold this reservation's device on its node?"""
-    if claim is None:
-        return False
-    if (claim.get("metadata") or {}).get("uid") != (spec.get("claim") or {}).get("uid"):
-        return False
-    allocation = (claim.get("status") or {}).get("allocation")
-    if not allocation:
-        return False
-    if not spec.get("device"):
-        return True
-    return any(
-        r.get("driver") == DRIVER_NAME
-        and r.get("pool") == spec.get("node")
-        and r.get("device") == spec.get("device")
-        for r in (allocation.get("devices") or {}).get("results") or ()
-    )
-
-
 async def collect_orphaned_reservations(api: client.ApiClient) -> list[str]:
     """Delete reservations whose claim is gone (or was recreated, or no longer holds the device
     on that node): what a node that died before unpreparing leaves behind. Returns the names
@@ -268,7 +224,7 @@ async def collect_orphaned_reservations(api: client.ApiClient) -> list[str]:
         key = (str(ref.get("namespace")), str(ref.get("name")))
         if key not in claims:
             claims[key] = await _read_claim(resource, api, *key)
-        if _still_held(claims[key], spec):
+        if ipam.still_held(claims[key], spec):
             continue
         name = item["metadata"]["name"]
         if await _delete(objects, name, item["metadata"]["uid"]):
