@@ -18,8 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from multinet.agent import allocation
-from multinet.api import claimconfig, parameters, podnetwork, problems
+from multinet.api import allocation, claimconfig, parameters, podnetwork, problems
 from multinet.devices import binding, networks
 from multinet.errors import ClaimError, ConfigError
 from multinet.kube.podnetworks import PodNetworkWatcher

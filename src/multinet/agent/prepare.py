@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from multinet import DRIVER_NAME, faults, ipam
-from multinet.agent import allocation, metrics
+from multinet.agent import metrics
+from multinet.api import allocation
 from multinet.api.claimconfig import EffectiveConfig, effective_config
 from multinet.api.fields import IPAddress
 from multinet.api.parameters import NetworkParameters

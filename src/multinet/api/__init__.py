@@ -10,5 +10,6 @@ Modules, each imported whole and used qualified (``parameters.parse(...)``):
 - ``conditions``  set/merge status conditions without disturbing others
 - ``claimconfig`` the opaque claim/class config and the effective-config merge
 - ``crd``         the CustomResourceDefinition generated from ``podnetwork``
+- ``allocation``  what NodePrepareResources reads from an allocated ResourceClaim
 - ``ipreservation`` the IPReservation object of pool IPAM (its CRD is tested against it)
 """

@@ -14,8 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
-from multinet import DRIVER_NAME
-from multinet.api import problems
+from multinet.api import names, problems
 from multinet.api.claimconfig import (
     AllocatedConfig,
     ApiShape,
@@ -124,7 +123,7 @@ def parse(doc: Any, claim: ClaimRef) -> Allocation:
     results = tuple(
         Result(request=r.request, pool=r.pool, device=r.device, share_id=r.share_id)
         for r in devices.results or ()
-        if r.driver == DRIVER_NAME
+        if r.driver == names.DRIVER
     )
     from_class, from_claim = split_allocation_configs(devices.config)
     pods = tuple(
