@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from multinet.devices import attributes, binding, naming, networks
+from multinet.devices import attributes, away, binding, naming, networks
 from multinet.devices.model import Capacity, Hardware, HostSnapshot, Link
 from multinet.devices.resolve import resolve
 
@@ -343,3 +343,26 @@ def test_networks_that_do_not_bind_say_why() -> None:
 
 def test_networks_of_other_providers_are_ignored() -> None:
     assert networks.judge(_pnw(provider="other.example.com")) is None
+
+
+def test_a_device_away_in_a_pod_stays_with_its_last_host_facts() -> None:
+    eth1 = nic(5, "eth1", master=7)
+    eth2 = nic(6, "eth2", hw=replace(NIC_HW, pci_address="0000:3b:00.2"))
+    on_host = HostSnapshot(links=(eth1, eth2))
+    name = naming.assign_names(on_host.links)[5]
+    snap, seen = away.with_away_devices(on_host, {}, set(), {})
+    assert snap == on_host and seen[name] == eth1
+    moved = HostSnapshot(links=(eth2,))
+    snap, seen = away.with_away_devices(moved, seen, {name}, {})
+    (kept,) = (link for link in snap.links if link.ifname == "eth1")
+    assert kept == replace(eth1, index=-1, master=None)  # facts kept, topology dropped
+    assert name in seen
+    snap, seen = away.with_away_devices(moved, seen, set(), {})  # released: no longer kept
+    assert snap == moved and name not in seen
+
+
+def test_an_away_device_is_rebuilt_from_the_record_after_a_restart() -> None:
+    recorded = nic(5, "eth1")
+    name = naming.assign_names((recorded,))[5]
+    snap, seen = away.with_away_devices(HostSnapshot(links=()), {}, {name}, {name: recorded})
+    assert snap.links == (replace(recorded, index=-1),) and seen == {name: recorded}

@@ -24,12 +24,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 from multinet import slices
 from multinet.agent import metrics
-from multinet.devices import naming
+from multinet.devices.away import with_away_devices
 from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.devices.resolve import Resolution, resolve
@@ -104,28 +103,9 @@ class PublishLoop:
 
     def devices(self, snapshot: HostSnapshot) -> Resolution:
         """Resolve ``snapshot`` against the current networks, keeping devices that are away."""
-        names = naming.assign_names(snapshot.links)
-        present = set(names.values())
         wanted = set(self.away())
-        # What the attach recorded before the move is the truth for a NIC in a pod: a snapshot
-        # taken mid-move shows it stripped (the kernel drops IPv4 addresses as it leaves), and
-        # after a restart this process never saw it on the host at all.
         recorded = self.away_links() if wanted else {}
-        for link in snapshot.links:
-            name = names[link.index]
-            if name not in recorded:
-                self._seen[name] = link
-        self._seen.update({n: recorded[n] for n in wanted - present if n in recorded})
-        away = [n for n in wanted if n not in present and n in self._seen]
-        if away:
-            kept = tuple(
-                # Negative indexes cannot clash with the kernel's; topology no longer applies.
-                replace(self._seen[n], index=-(i + 1), master=None, peer=None, peer_netns=False)
-                for i, n in enumerate(sorted(away))
-            )
-            snapshot = replace(snapshot, links=snapshot.links + kept)
-        current = wanted | present
-        self._seen = {n: link for n, link in self._seen.items() if n in current}
+        snapshot, self._seen = with_away_devices(snapshot, self._seen, wanted, recorded)
         return resolve(snapshot, self.networks.selectors)
 
     async def publish_once(self) -> slices.SlicePlan:

@@ -11,4 +11,5 @@ decided here and is unit-tested without a kernel:
                   beneath it, pod veths, CNI bridges, known overlay/CNI devices)
 - ``binding``     which Ready PodNetwork selects which device; conflicts as data
 - ``resolve``     snapshot + networks -> devices to publish (the one call the agent makes)
+- ``away``        devices moved into pods stay published with their last host facts
 """
