@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import secrets
 import socket
@@ -29,13 +28,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from multinet.netlink import executor, restore
+from multinet.netlink import executor, netns, restore
 from multinet.netlink.attach import attach
 from multinet.plans import AttachPlan, ClaimRef, Route
 
 # -- the floor: raw netlink, struct-packed -----------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _HDR = struct.Struct("=IHHII")
 _REQ_ACK = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK
 _CREATE_EXCL = 0x400 | 0x200
@@ -60,9 +58,9 @@ def floor_attach(
     ns_fd = os.open(netns_path, os.O_RDONLY)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        _libc.setns(ns_fd, 0x40000000)
+        netns.setns(ns_fd)
         pod = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        _libc.setns(home, 0x40000000)
+        netns.setns(home)
         link = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0)
         move = (
             _attr(28, struct.pack("=I", ns_fd))  # IFLA_NET_NS_FD

@@ -40,7 +40,7 @@ from netfixtures import (
 
 from multinet.errors import AttachError, RestoreError
 from multinet.netlink import attach as attaching
-from multinet.netlink import executor, netns, restore
+from multinet.netlink import executor, hoststate, netns, restore
 from multinet.netlink.attach import attach
 from multinet.netlink.rtnl import RtnlError
 from multinet.plans import Attachment, AttachPlan, ClaimRef, HostState, Route
@@ -80,7 +80,7 @@ def host_state(nic: str) -> HostState:
     rt, _ = netns.host()
     link = rt.get_link(name=nic)
     assert link is not None
-    return restore.read_host_state(rt, link)
+    return hoststate.read_link(rt, link)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from multinet import plans
 from multinet.errors import AttachError, RestoreError
-from multinet.netlink import netns, restore, steps
+from multinet.netlink import hoststate, netns, restore, steps
 from multinet.netlink.rtnl import Link, Rtnl, RtnlError
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -88,7 +88,7 @@ def _host_device(
     link = rt.get_link(name=plan.host_ifname)
     if link is None:
         raise AttachError(f"{subject}: interface {plan.host_ifname} is not on the host")
-    before = restore.read_host_state(rt, link)
+    before = hoststate.read_link(rt, link)
     try:
         rt.do(
             rt.set_link(

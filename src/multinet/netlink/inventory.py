@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import os
@@ -48,7 +47,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from multinet.devices.model import HostSnapshot, Link
 from multinet.errors import MultinetError
-from multinet.netlink import codec, sysfs
+from multinet.netlink import codec, netns, sysfs
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,6 @@ _RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
 _NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, reserved, flags
 _NH_GRP = struct.Struct("=IBBH")  # nexthop_grp: id, weight, weight_high, reserved
 _U32, _I32 = struct.Struct("=I"), struct.Struct("=i")
-_CLONE_NEWNET = 0x40000000
 _NO_NEXTHOPS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.EAFNOSUPPORT})
 _RCVBUF = 8 << 20
 # ifinfomsg, then IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS: the kernel leaves out the per-link
@@ -98,12 +96,9 @@ class _Addr:
 
 
 def _enter_netns(name: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"setns into netns {name}: {os.strerror(code)}")
+        netns.setns(fd, f" into netns {name}")
     finally:
         os.close(fd)
 

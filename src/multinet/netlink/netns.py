@@ -24,10 +24,12 @@ class NetnsGone(OSError):
     """The namespace path does not exist (any more)."""
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int, what: str = "") -> None:
+    """Move the calling thread into the network namespace `fd` (setns(2)); `what` names it in
+    the error. The one wrapper of the syscall: the attach path and the inventory both use it."""
     if _libc.setns(fd, _CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
-        raise OSError(code, f"setns: {os.strerror(code)}")
+        raise OSError(code, f"setns{what}: {os.strerror(code)}")
 
 
 @contextlib.contextmanager
@@ -47,14 +49,14 @@ def socket_in(netns_fd: int) -> Rtnl:
     """An rtnetlink socket inside the namespace `netns_fd`; the thread ends where it started."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(netns_fd)
+        setns(netns_fd)
         try:
             return Rtnl()
         finally:
             # Failing to come back would leave this worker thread in a pod's namespace, where a
             # later host-side call would act on the wrong interfaces: better to stop loudly.
             try:
-                _setns(home)
+                setns(home)
             except OSError as exc:  # pragma: no cover - the kernel gave us the fd a moment ago
                 raise SystemExit(f"cannot return to the host network namespace: {exc}") from exc
     finally:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import enum
 import errno
 import ipaddress
-import os
 
 from multinet import plans
 from multinet.errors import RestoreError
-from multinet.netlink import codec, netns, steps
+from multinet.netlink import codec, hoststate, netns, steps
 from multinet.netlink.rtnl import Address, Link, NextHop, Request, RouteEntry, Rtnl, RtnlError
 
 # Errors that mean "already as wanted" for an add or a delete.
@@ -41,42 +40,6 @@ class Recovery(enum.Enum):
     RESTORED = "restored"  # the NIC was on the host (under its pod-side name or its own): restored
     DEVICE_GONE = "device-gone"  # a virtual device died with the namespace: nothing to restore
     NOTHING_TO_RESTORE = "nothing-to-restore"  # a macvlan child: the kernel deleted it, as intended
-
-
-def read_host_state(rt: Rtnl, link: Link) -> plans.HostState:
-    """The host-side state of `link` in the form the checkpoint keeps and restore puts back."""
-    addrs = [a for a in rt.addresses(link.index) if not kernel_made(a, link.mac)]
-    routes = rt.routes(link.index) if link.up else []
-    master = rt.get_link(index=link.master) if link.master else None
-    return plans.HostState(
-        ifname=link.name,
-        ifindex=link.index,
-        mtu=link.mtu,
-        mac=steps.normalize_mac(link.mac),
-        up=link.up,
-        addresses=tuple(a.cidr for a in addrs),
-        routes=tuple(_as_route(r, link.index) for r in routes),
-        broadcasts=tuple((a.cidr, a.broadcast) for a in addrs if a.broadcast),
-        address_details=tuple(_as_address(a, link.name) for a in addrs),
-        master=link.master or None,
-        master_name=master.name if master is not None else None,
-        addr_gen_mode=link.addr_gen_mode,
-    )
-
-
-def kernel_made(addr: Address, mac: str) -> bool:
-    """Whether the kernel made `addr` itself and makes it again when the link comes up (or a
-    router advertises a prefix): restoring it by hand would duplicate or pin the kernel's own.
-    Since Linux 6.3 the kernel says so (IFA_PROTO); before, a link-local address derived from the
-    MAC (EUI-64, the default address generation mode) is taken to be the kernel's."""
-    if addr.proto in _KERNEL_ADDRESS_ORIGINS:
-        return True
-    iface = ipaddress.ip_interface(addr.cidr)
-    if iface.version != 6:
-        return False
-    if addr.flags & codec.IFA_F_TEMPORARY:  # an IPv6 privacy address
-        return True
-    return not _KERNEL_TAGS_ADDRESSES and iface == _eui64_link_local(mac)
 
 
 def is_same_device(link: Link, state: plans.HostState, plan: plans.AttachPlan) -> bool:
@@ -169,7 +132,9 @@ def ensure_host_state(rt: Rtnl, link: Link, state: plans.HostState) -> list[str]
     if master is not None:
         reqs.append(rt.set_link(link.index, master=master, op=f"set {name} master {master}"))
     current = [
-        _as_address(a, link.name) for a in rt.addresses(link.index) if not kernel_made(a, link.mac)
+        hoststate.as_address(a, link.name)
+        for a in rt.addresses(link.index)
+        if not hoststate.kernel_made(a, link.mac)
     ]
     remove, add = steps.address_changes(current, _wanted_addresses(state))
     reqs += [rt.del_address(link.index, a.cidr) for a in remove]
@@ -179,7 +144,7 @@ def ensure_host_state(rt: Rtnl, link: Link, state: plans.HostState) -> list[str]
     problems += _failures(rt.batch(reqs))
     if state.up:  # the kernel drops routes of a down link, so there is nothing to do otherwise
         entries = rt.routes(link.index)
-        now = [_as_route(e, link.index) for e in entries]
+        now = [hoststate.as_route(e, link.index) for e in entries]
         drop, missing = steps.route_changes(now, state.routes)
         reqs = [rt.del_route(link.index, e) for e, r in zip(entries, now, strict=True) if r in drop]
         reqs += [
@@ -307,34 +272,6 @@ def _find_inside(pod: Rtnl, plan: plans.AttachPlan, state: plans.HostState) -> L
     return None
 
 
-def _as_route(entry: RouteEntry, index: int) -> plans.HostRoute:
-    """A route as the checkpoint keeps it; a path through the NIC itself is recorded as such
-    (its index may differ once the NIC is back)."""
-    return plans.HostRoute(
-        destination=entry.destination,
-        gateway=entry.gateway,
-        metric=entry.metric,
-        protocol=entry.protocol,
-        source=entry.source,
-        table=entry.table,
-        type=entry.type,
-        scope=entry.scope,
-        tos=entry.tos,
-        onlink=bool(entry.flags & codec.RTNH_F_ONLINK),
-        pref=entry.pref,
-        metrics=entry.metrics,
-        nexthops=tuple(
-            plans.HostNextHop(
-                gateway=h.gateway,
-                ifindex=None if h.ifindex == index else h.ifindex,
-                weight=h.weight,
-                onlink=bool(h.flags & codec.RTNH_F_ONLINK),
-            )
-            for h in entry.nexthops
-        ),
-    )
-
-
 def _as_entry(route: plans.HostRoute, index: int) -> RouteEntry:
     """The route to send for the NIC now at `index`, the kernel's defaults where the checkpoint
     (an older one) recorded none: `ip route add` scope and the boot protocol."""
@@ -362,19 +299,6 @@ def _as_entry(route: plans.HostRoute, index: int) -> RouteEntry:
             )
             for h in route.nexthops
         ),
-    )
-
-
-def _as_address(addr: Address, ifname: str) -> plans.HostAddress:
-    return plans.HostAddress(
-        cidr=addr.cidr,
-        broadcast=addr.broadcast,
-        flags=addr.flags & codec.IFA_F_USER,
-        # The kernel reports the interface's name as every IPv4 address's label; only another
-        # one (an alias such as "eth0:1") was set by someone, and a rename keeps it relative.
-        label=addr.label if addr.label and addr.label != ifname else None,
-        scope=addr.scope,
-        proto=addr.proto,
     )
 
 
@@ -416,31 +340,6 @@ def _master_change(rt: Rtnl, link: Link, state: plans.HostState, problems: list[
         )
         return None
     return None if link.master == master.index else master.index
-
-
-def _eui64_link_local(mac: str) -> ipaddress.IPv6Interface | None:
-    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
-    if len(raw) != 6:
-        return None
-    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:]
-    return ipaddress.IPv6Interface((b"\xfe\x80" + bytes(6) + eui, 64))
-
-
-def _kernel_tags_addresses() -> bool:
-    """Whether this kernel marks the addresses it makes (IFA_PROTO, Linux 6.3 and later)."""
-    try:
-        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (6, 3)
-
-
-_KERNEL_TAGS_ADDRESSES = _kernel_tags_addresses()
-_KERNEL_ADDRESS_ORIGINS = {
-    codec.IFAPROT_KERNEL_LO,
-    codec.IFAPROT_KERNEL_RA,
-    codec.IFAPROT_KERNEL_LL,
-}
 
 
 def _failures(results: list[RtnlError | None]) -> list[str]:

@@ -23,7 +23,7 @@ def address_changes(
     """(remove, add), each in the order to apply; both lists in the kernel's (`ip addr`) order.
 
     An address whose flags, label or scope differ counts as a different one. Nothing is left out
-    here: the caller drops the addresses the kernel makes itself (see `restore.kernel_made`).
+    here: the caller drops the addresses the kernel makes itself (see `hoststate.kernel_made`).
 
     Order matters, and differs by family. IPv4 lists addresses oldest first, and the first of a
     subnet is the primary (deleting it deletes its secondaries): when the current list is a prefix
