@@ -1,7 +1,7 @@
 """IPAM API calls ride out a busy apiserver (429 while its watch cache builds), not other errors.
 
 A restarting apiserver cannot be made to answer 429 on demand, so the calls here are fakes that
-raise what it would raise.
+raise what the client would raise; it leaves the adapter as kube.errors.ApiError.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet.kube import ipam
+from multinet.kube.errors import ApiError
 
 
 def _fake_busy_then_ok(failures: list[int]) -> object:
@@ -33,7 +34,7 @@ async def test_busy_answers_are_retried() -> None:
 
 async def test_other_errors_are_not_retried() -> None:
     call = _fake_busy_then_ok([403])
-    with pytest.raises(ApiException) as err:
+    with pytest.raises(ApiError) as err:
         await ipam._retry_busy(call)  # type: ignore[arg-type]
     assert err.value.status == 403
     assert call.calls["n"] == 1  # type: ignore[attr-defined]
@@ -41,5 +42,5 @@ async def test_other_errors_are_not_retried() -> None:
 
 async def test_gives_up_after_the_last_attempt() -> None:
     call = _fake_busy_then_ok([429, 429, 429])
-    with pytest.raises(ApiException):
+    with pytest.raises(ApiError):
         await ipam._retry_busy(call, attempts=3)  # type: ignore[arg-type]

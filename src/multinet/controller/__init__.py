@@ -1,1 +1,1 @@
-"""Entry point 1: the cluster-wide PodNetwork controller (kopf)."""
+"""Entry point 1: the cluster-wide PodNetwork controller (watches, work queue, Lease)."""

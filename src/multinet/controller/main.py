@@ -1,8 +1,8 @@
-"""``multinet controller``: wire the kube client, leader election, kopf and the reconcile queue.
+"""``multinet controller``: wire the kube client, leader election, the watches and the queue.
 
 Order: load credentials (``--kubeconfig`` or in-cluster), start /healthz, wait for the Lease
-(unless ``--leader-elect=false``), then run kopf (watches) and the controller (queue + periodic
-jobs) together until a signal, a lost Lease or a crash of either; release the Lease on the way out.
+(unless ``--leader-elect=false``), then run the controller (watches + queue + periodic jobs) until
+a signal, a lost Lease or a crash; release the Lease on the way out.
 Exit codes: 0 after a signal, 1 when leadership was lost or a component failed (so the Deployment
 restarts the process as a fresh candidate).
 """
@@ -18,48 +18,23 @@ import signal
 import socket
 import uuid
 
-import kopf
 from kubernetes_asyncio import client
 
-from multinet.controller import handlers, kubeapi, leader
+from multinet.controller import runtime
 from multinet.errors import MultinetError
 from multinet.kube import ipam as kube_ipam
+from multinet.kube import leader
+from multinet.kube.client import load_configuration
+from multinet.kube.controllerapi import Kube
 from multinet.probes import HealthServer
 
 log = logging.getLogger(__name__)
 
 
-async def connection_info(kubeconfig: str) -> kopf.ConnectionInfo:
-    """kopf credentials from the same source as our own client (re-read on every login)."""
-    cfg = await kubeapi.load_configuration(kubeconfig)
-    token = None
-    if "BearerToken" in cfg.api_key:
-        value = await cfg.get_api_key_with_prefix("BearerToken")
-        token = value.split(" ", 1)[1] if value.lower().startswith("bearer ") else value
-    return kopf.ConnectionInfo(
-        server=cfg.host or "",
-        ca_path=cfg.ssl_ca_cert or None,
-        insecure=not cfg.verify_ssl,
-        scheme="Bearer" if token else None,
-        token=token,
-        certificate_path=cfg.cert_file or None,
-        private_key_path=cfg.key_file or None,
-        default_namespace=kubeapi.EVENTS_NAMESPACE,
-    )
-
-
-def kopf_settings() -> kopf.OperatorSettings:
-    settings = kopf.OperatorSettings()
-    settings.posting.enabled = False  # we post our own Events, only for transitions
-    settings.scanning.disabled = True  # no list/watch on CRDs and namespaces (least privilege)
-    settings.watching.server_timeout = 300  # re-list now and then, as a safety net
-    return settings
-
-
 async def _run(args: argparse.Namespace) -> int:
-    cfg = await kubeapi.load_configuration(args.kubeconfig)
+    cfg = await load_configuration(args.kubeconfig)
     identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-    kube = kubeapi.Kube(client.ApiClient(cfg), instance=identity)
+    kube = Kube(client.ApiClient(cfg), instance=identity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,35 +63,22 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _lead(
     args: argparse.Namespace,
-    kube: kubeapi.Kube,
+    kube: Kube,
     elector: leader.LeaseElector | None,
     stop: asyncio.Event,
 ) -> int:
-    registry = kopf.OperatorRegistry()
-    gc = handlers.Periodic(
+    gc = runtime.Periodic(
         "ip-reservation-gc",
         args.ipam_gc_interval,
         lambda: kube_ipam.collect_orphaned_reservations(kube.api),
     )
-    controller = handlers.Controller(
+    controller = runtime.Controller(
         kube,
         recheck_interval=args.recheck_interval,
         resync_interval=args.resync_interval,
         extra=[gc] if args.ipam_gc_interval > 0 else [],
     )
-    handlers.register(registry, controller, lambda: connection_info(args.kubeconfig))
-    kopf_stop = asyncio.Event()
     tasks = {
-        asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                settings=kopf_settings(),
-                clusterwide=True,
-                standalone=True,
-                stop_flag=kopf_stop,
-            ),
-            name="kopf",
-        ),
         asyncio.create_task(controller.run(), name="controller"),
         asyncio.create_task(stop.wait(), name="signal"),
     }
@@ -124,16 +86,13 @@ async def _lead(
         tasks.add(asyncio.create_task(elector.hold(), name="lease"))
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     first = done.pop()
-    # kopf ends cleanly on SIGINT/SIGTERM (it takes over the signal handlers once it runs).
-    code = 0 if first.get_name() in ("signal", "kopf") and not first.exception() else 1
+    code = 0 if first.get_name() == "signal" else 1
     if code:
         log.error("stopping", extra={"because": first.get_name(), "error": str(first.exception())})
     else:
         log.info("stopping on a signal")
-    kopf_stop.set()
     for task in pending:
-        if task.get_name() != "kopf":
-            task.cancel()
+        task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=10)
     return code

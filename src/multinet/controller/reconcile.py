@@ -18,8 +18,10 @@ from typing import Any
 from multinet.api import conditions, names, podnetwork
 from multinet.api.conditions import Desired
 from multinet.api.podnetwork import PodNetwork
-from multinet.controller import decisions, kubeapi
+from multinet.controller import decisions
 from multinet.errors import ConfigError
+from multinet.kube import errors
+from multinet.kube.controllerapi import Kube
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,13 @@ def _now() -> datetime.datetime:
 
 @dataclasses.dataclass
 class Reconciler:
-    kube: kubeapi.Kube
+    kube: Kube
     now: Callable[[], datetime.datetime] = _now
 
     async def reconcile(self, name: str) -> Result:
         try:
             return await self._reconcile(name)
-        except kubeapi.NotFound:  # deleted while we were working on it: nothing left to do
+        except errors.NotFound:  # deleted while we were working on it: nothing left to do
             return Result.IGNORED
 
     async def _reconcile(self, name: str) -> Result:
@@ -102,7 +104,7 @@ class Reconciler:
             try:
                 await self.kube.create_device_class(decisions.device_class_body(pnw))
                 log.info("created DeviceClass", extra={"podnetwork": name})
-            except kubeapi.Conflict:  # someone created it in between: look again
+            except errors.Conflict:  # someone created it in between: look again
                 action = decisions.device_class_action(await self.kube.get_device_class(name), pnw)
         elif action == "update" and existing is not None:
             await self.kube.replace_device_class(existing, decisions.device_class_body(pnw))
@@ -137,7 +139,7 @@ class Reconciler:
                 await self.kube.patch_podnetwork_status(
                     name, pnw.metadata.resource_version, outcome.conditions
                 )
-            except kubeapi.Conflict:
+            except errors.Conflict:
                 continue
             for t in outcome.transitions:
                 log.info(
@@ -153,10 +155,10 @@ class Reconciler:
                     body, decisions.event_type(t), t.reason, f"{t.type}={t.status}: {t.message}"
                 )
             return
-        raise kubeapi.Conflict(f"status of PodNetwork {name}: {STATUS_ATTEMPTS} conflicts in a row")
+        raise errors.Conflict(f"status of PodNetwork {name}: {STATUS_ATTEMPTS} conflicts in a row")
 
     async def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
             await self.kube.post_event(body, type_=type_, reason=reason, message=message)
-        except kubeapi.ApiError as exc:  # an Event is a courtesy; never fail the reconcile on it
+        except errors.ApiError as exc:  # an Event is a courtesy; never fail the reconcile on it
             log.warning("could not post Event", extra={"reason": reason, "error": str(exc)})

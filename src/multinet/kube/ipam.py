@@ -15,19 +15,19 @@ node B may get a device of the same name there, and A's late unprepare must not 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet import ipam
 from multinet.api import names
 from multinet.api.fields import IPAddress
 from multinet.errors import AllocationError
 from multinet.ipam import Holder
+from multinet.kube.errors import ApiError, Conflict, NotFound, translated
+from multinet.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,15 @@ class Reservations:
         holder's spec when someone else does."""
         body = self._body(network, address, holder)
         try:
-            await self._objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+            with translated(f"reserve {address}"):
+                await self._objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
             return None
-        except ApiException as exc:
-            if exc.status != 409:
-                raise AllocationError(
-                    f"{holder.where}: network {network}: cannot reserve {address}: {_reason(exc)}"
-                ) from exc
+        except Conflict:
+            pass  # someone holds it, maybe we from an earlier attempt: look at the holder
+        except ApiError as exc:
+            raise AllocationError(
+                f"{holder.where}: network {network}: cannot reserve {address}: {_reason(exc)}"
+            ) from exc
         existing = await self._get(body["metadata"]["name"])
         if existing is None:  # released between our create and get: try once more
             return await self._try(network, address, holder)
@@ -93,13 +95,14 @@ class Reservations:
 
     async def _get(self, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
-                GROUP, VERSION, PLURAL, name
-            )
+            with translated(f"read IP reservation {name}"):
+                obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, name
+                )
             return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
+        except NotFound:
+            return None
+        except ApiError as exc:
             raise AllocationError(f"cannot read IP reservation {name}: {_reason(exc)}") from exc
 
     async def list_network(self, network: str) -> list[dict[str, Any]]:
@@ -109,7 +112,7 @@ class Reservations:
                     GROUP, VERSION, PLURAL, field_selector=f"spec.network={network}"
                 )
             )
-        except ApiException as exc:
+        except ApiError as exc:
             raise AllocationError(
                 f"cannot list IP reservations of network {network}: {_reason(exc)}"
             ) from exc
@@ -179,30 +182,35 @@ async def _delete(objects: client.CustomObjectsApi, name: str, uid: str) -> bool
     """Delete exactly this incarnation of the object (UID precondition). False if already gone."""
     options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
     try:
-        await objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name, body=options)
+        with translated(f"delete IP reservation {name}"):
+            await objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name, body=options)
         return True
-    except ApiException as exc:
-        if exc.status in (404, 409):
-            return False
+    except (NotFound, Conflict):
+        return False
+    except ApiError as exc:
         raise AllocationError(f"cannot delete IP reservation {name}: {_reason(exc)}") from exc
+
+
+#: After a 429/5xx: 0.2, 0.4, 0.8, 1.6 s (five attempts in three seconds).
+_BUSY_BACKOFF = Backoff(initial=0.2, cap=3.2)
+
+
+def _busy(exc: Exception) -> bool:
+    return isinstance(exc, ApiError) and (exc.status == 429 or exc.status >= 500)
 
 
 async def _retry_busy(call: Callable[[], Awaitable[Any]], attempts: int = 5) -> Any:
     """Retry an API call the server answered with 429 or 5xx (a restarting apiserver answers
     429 until its watch cache is built): a prepare should not fail on a second's hiccup."""
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
-        try:
+
+    async def attempt() -> Any:
+        with translated("IP reservations"):
             return await call()
-        except ApiException as exc:
-            if attempt == attempts or not (exc.status == 429 or (exc.status or 0) >= 500):
-                raise
-        await asyncio.sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")
+
+    return await retrying(attempt, attempts=attempts, backoff=_BUSY_BACKOFF, retry_on=_busy)
 
 
-def _reason(exc: ApiException) -> str:
+def _reason(exc: ApiError) -> str:
     return f"{exc.status} {exc.reason}".strip()
 
 
@@ -213,8 +221,9 @@ async def collect_orphaned_reservations(api: client.ApiClient) -> list[str]:
     objects = client.CustomObjectsApi(api)
     resource = client.ResourceV1Api(api)
     try:
-        listing = await objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    except ApiException as exc:
+        with translated("list IP reservations"):
+            listing = await objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    except ApiError as exc:
         raise AllocationError(f"cannot list IP reservations: {_reason(exc)}") from exc
     claims: dict[tuple[str, str], dict[str, Any] | None] = {}
     deleted: list[str] = []
@@ -240,10 +249,11 @@ async def _read_claim(
     resource: client.ResourceV1Api, api: client.ApiClient, namespace: str, name: str
 ) -> dict[str, Any] | None:
     try:
-        claim = await resource.read_namespaced_resource_claim(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
+        with translated(f"read claim {namespace}/{name}"):
+            claim = await resource.read_namespaced_resource_claim(name, namespace)
+    except NotFound:
+        return None
+    except ApiError as exc:
         raise AllocationError(f"cannot read claim {namespace}/{name}: {_reason(exc)}") from exc
     doc: dict[str, Any] = api.sanitize_for_serialization(claim)
     return doc

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet.api import documents, names, parameters, podnetwork
 from multinet.api.parameters import NetworkParameters
 from multinet.errors import ClaimError, ConfigError
+from multinet.kube.errors import ApiError, NotFound, translated
 
 
 class ApiLookups:
@@ -25,17 +25,18 @@ class ApiLookups:
     async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ResourceClaim (resource.k8s.io/v1), None when it does not exist."""
         try:
-            # _preload_content=False: the raw aiohttp response, not the model the stubs claim.
-            response: Any = await self._resource.read_namespaced_resource_claim(
-                name, namespace, _preload_content=False
-            )
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
+            with translated(f"claim {namespace}/{name}"):
+                # _preload_content=False: the raw aiohttp response, not the model the stubs claim.
+                response: Any = await self._resource.read_namespaced_resource_claim(
+                    name, namespace, _preload_content=False
+                )
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+        except NotFound:
+            return None
+        except ApiError as exc:
             raise ClaimError(
                 f"claim {namespace}/{name}: cannot read it from the API: {exc.status} {exc.reason}"
             ) from exc
@@ -56,16 +57,17 @@ class ApiLookups:
     async def get_network_parameters(self, network: str) -> NetworkParameters:
         """The validated parameters of an enabled PodNetwork of ours; ClaimError / ConfigError."""
         try:
-            response: Any = await self._objects.get_cluster_custom_object(
-                names.GROUP, names.VERSION, names.PLURAL, network, _preload_content=False
-            )
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-        except ApiException as exc:
-            if exc.status == 404:
-                raise ClaimError(f"PodNetwork {network} does not exist") from exc
+            with translated(f"PodNetwork {network}"):
+                response: Any = await self._objects.get_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.PLURAL, network, _preload_content=False
+                )
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+        except NotFound as exc:
+            raise ClaimError(f"PodNetwork {network} does not exist") from exc
+        except ApiError as exc:
             raise ClaimError(
                 f"PodNetwork {network}: cannot read it from the API: {exc.status} {exc.reason}"
             ) from exc

@@ -16,17 +16,20 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
-from multinet.api import documents, names
+from multinet.api import names
 from multinet.devices import networks
 from multinet.devices.binding import DeviceConflict, NetworkSelector
+from multinet.kube import watching
+from multinet.kube.errors import ApiError, translated
+from multinet.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = "default"  # events of cluster-scoped objects live here
 CONFLICT_REASON = "DeviceConflict"
+PODNETWORKS = watching.Resource(names.GROUP, names.VERSION, names.PLURAL)
 
 
 def _judge(name: str, body: Mapping[str, Any]) -> networks.Verdict | None:
@@ -86,74 +89,34 @@ class PodNetworkWatcher:
     # -- list + watch --------------------------------------------------------------------
 
     async def _list(self) -> str:
-        response = await self._custom.list_cluster_custom_object(
-            names.GROUP, names.VERSION, names.PLURAL, _preload_content=False
-        )
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        # Decoded by us, not the client: one PodNetwork nested deeper than Python's decoder
-        # follows must not make every list fail (and the agent serve no network at all).
-        doc = documents.loads(raw)
-        if not isinstance(doc, dict):
-            raise ApiException(status=500, reason="the PodNetwork list is not a JSON object")
         # An item without a readable name cannot be watched or bound; the others still are.
-        items = doc.get("items") or []
+        items, resource_version = await watching.list_objects(self._custom, PODNETWORKS)
         self._bodies = {name: i for i in items if (name := networks.name_of(i))}
         self._recompute()
         self.synced.set()
-        return str(doc.get("metadata", {}).get("resourceVersion") or "")
+        return resource_version
 
-    async def _watch(self, resource_version: str) -> None:
-        async with watch.Watch() as w:
-            stream = w.stream(
-                self._custom.list_cluster_custom_object,
-                names.GROUP,
-                names.VERSION,
-                names.PLURAL,
-                resource_version=resource_version,
-                timeout_seconds=self.watch_timeout_seconds,
-                allow_watch_bookmarks=True,
-            )
-            async for event in stream:
-                kind = event.get("type")
-                obj = event.get("raw_object") or event.get("object") or {}
-                if kind == "ERROR":
-                    code = obj.get("code") if isinstance(obj, dict) else None
-                    raise ApiException(status=code or 500, reason=str(obj))
-                if kind == "BOOKMARK" or not isinstance(obj, dict):
-                    continue
-                name = networks.name_of(obj)
-                if not name:
-                    continue
-                if kind == "DELETED":
-                    self._bodies.pop(name, None)
-                else:
-                    self._bodies[name] = obj
-                self._recompute()
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        name = networks.name_of(obj)
+        if not name:
+            return
+        if kind == "DELETED":
+            self._bodies.pop(name, None)
+        else:
+            self._bodies[name] = obj
+        self._recompute()
 
     async def run(self) -> None:
-        """Forever: list, watch, and start over after errors (with capped backoff)."""
-        delay = 0.5
-        while True:
-            try:
-                rv = await self._list()
-                delay = 0.5
-                await self._watch(rv)
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                if exc.status != 410:
-                    log.warning(
-                        "PodNetwork watch failed (HTTP %s); re-listing in %.1fs", exc.status, delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.max_backoff_seconds)
-            except Exception as exc:  # connection refused while the apiserver restarts, ...
-                log.warning("PodNetwork watch failed (%s); re-listing in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_seconds)
+        """Forever: list, watch, and start over after errors (see ``kube.watching``)."""
+        await watching.run(
+            "PodNetwork",
+            self._list,
+            lambda rv: watching.watch_events(
+                self._custom, PODNETWORKS, rv, self.watch_timeout_seconds
+            ),
+            self._apply,
+            backoff=Backoff(initial=0.5, cap=self.max_backoff_seconds),
+        )
 
     # -- conflict events -----------------------------------------------------------------
 
@@ -169,11 +132,12 @@ class PodNetworkWatcher:
         for conflict in sorted(current - self._reported, key=lambda c: c.device):
             for network in conflict.networks:
                 try:
-                    await self._core.create_namespaced_event(
-                        EVENT_NAMESPACE, self._event(conflict, network, uids.get(network, ""))
-                    )
+                    with translated(f"conflict Event on PodNetwork {network}"):
+                        await self._core.create_namespaced_event(
+                            EVENT_NAMESPACE, self._event(conflict, network, uids.get(network, ""))
+                        )
                     created += 1
-                except ApiException as exc:  # an Event is a courtesy: log, never fail publishing
+                except ApiError as exc:  # an Event is a courtesy: log, never fail publishing
                     log.warning(
                         "cannot record conflict Event on PodNetwork %s: HTTP %s",
                         network,

@@ -15,14 +15,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiohttp import ClientError
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet import slices
 from multinet.api import names
 from multinet.devices.model import Device
 from multinet.errors import MultinetError
+from multinet.kube.errors import ApiError, NotFound, translated
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,10 @@ class PublishError(MultinetError):
         self.retryable = retryable
 
 
-def _mapped(exc: Exception, what: str) -> PublishError:
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        detail = (exc.body or exc.reason or "")[:300] if isinstance(exc.body, str) else exc.reason
-        retryable = status in (0, 408, 429) or status >= 500 or status in _RACES
-        return PublishError(f"{what}: HTTP {status}: {detail}", retryable=retryable)
-    return PublishError(f"{what}: {exc}", retryable=True)
+def _mapped(exc: ApiError, what: str) -> PublishError:
+    detail = (exc.body or exc.reason or "")[:300]
+    retryable = exc.transient or exc.status in _RACES
+    return PublishError(f"{what}: HTTP {exc.status}: {detail}", retryable=retryable)
 
 
 class SlicePublisher:
@@ -69,10 +65,11 @@ class SlicePublisher:
     async def existing(self) -> list[dict[str, Any]]:
         """This node's slices of our driver as JSON dicts (camelCase, as stored)."""
         selector = f"spec.nodeName={self.node_name},spec.driver={self.driver}"
-        resp = await self._resource.list_resource_slice(
-            field_selector=selector, _preload_content=False
-        )
-        doc = json.loads(await resp.read())
+        with translated("list ResourceSlices"):
+            resp = await self._resource.list_resource_slice(
+                field_selector=selector, _preload_content=False
+            )
+            doc = json.loads(await resp.read())
         items: list[dict[str, Any]] = doc.get("items") or []
         return items
 
@@ -80,12 +77,13 @@ class SlicePublisher:
         """Make the apiserver hold exactly ``devices`` for this node; returns the last plan."""
         for attempt in range(_REPLANS):
             try:
-                node = await self._node_ref()
-                plan = slices.plan(node, devices, await self.existing(), driver=self.driver)
-                if not plan.empty:
-                    await self._apply(plan)
+                with translated(f"publishing ResourceSlices of node {self.node_name}"):
+                    node = await self._node_ref()
+                    plan = slices.plan(node, devices, await self.existing(), driver=self.driver)
+                    if not plan.empty:
+                        await self._apply(plan)
                 return plan
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 404 and self._node is None:
                     raise PublishError(
                         f"node {self.node_name} does not exist: slices need it as their owner",
@@ -97,8 +95,6 @@ class SlicePublisher:
                     )
                     self._node = None  # a recreated Node has a new UID
                     continue
-                raise _mapped(exc, f"publishing ResourceSlices of node {self.node_name}") from exc
-            except (ClientError, OSError, TimeoutError) as exc:
                 raise _mapped(exc, f"publishing ResourceSlices of node {self.node_name}") from exc
         raise PublishError(f"publishing ResourceSlices of node {self.node_name}: kept racing")
 
@@ -116,10 +112,10 @@ class SlicePublisher:
         )
         for name in plan.to_delete:
             try:
-                await self._resource.delete_resource_slice(name)
-            except ApiException as exc:
-                if exc.status != 404:  # already gone is what we wanted
-                    raise
+                with translated(f"delete ResourceSlice {name}"):
+                    await self._resource.delete_resource_slice(name)
+            except NotFound:  # already gone is what we wanted
+                pass
             self.writes += 1
         for body in plan.to_update:
             await self._resource.replace_resource_slice(body["metadata"]["name"], body)
@@ -133,9 +129,11 @@ class SlicePublisher:
         count = 0
         for item in await self.existing():
             try:
-                await self._resource.delete_resource_slice(item["metadata"]["name"])
+                with translated("deleting ResourceSlices"):
+                    await self._resource.delete_resource_slice(item["metadata"]["name"])
                 count += 1
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise _mapped(exc, "deleting ResourceSlices") from exc
+            except NotFound:
+                pass
+            except ApiError as exc:
+                raise _mapped(exc, "deleting ResourceSlices") from exc
         return count

@@ -6,15 +6,15 @@ times with backoff and then logged: the pod runs either way, only the report is 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet import DRIVER_NAME
+from multinet.kube.errors import ApiError, NotFound, translated
 from multinet.plans import ClaimRef
+from multinet.retry import Backoff, retrying
 from multinet.status import (
     NETWORK_STATUS_ANNOTATION,
     DeviceOutcome,
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
+_BACKOFF = Backoff(initial=0.2, cap=5.0)
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """A conflict (the pod moved on: re-read), a busy or unreachable apiserver; not a refusal."""
+    return isinstance(exc, ApiError) and (exc.status == 409 or exc.transient)
 
 
 class StatusWriter:
@@ -69,22 +75,15 @@ class StatusWriter:
         await self._retry(f"pod {namespace}/{name}", patch)
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
-        delay = 0.2
-        for attempt in range(1, self._attempts + 1):
-            try:
+        async def attempt() -> None:
+            with translated(f"reporting to {what}"):
                 await call()
-                return
-            except ApiException as exc:
-                if exc.status == 404:
-                    log.info("not reporting: %s is gone", what)
-                    return
-                retriable = exc.status in (409, 429) or exc.status >= 500
-                if not retriable or attempt == self._attempts:
-                    log.error("reporting to %s failed: %s %s", what, exc.status, exc.reason)
-                    return
-            except (TimeoutError, OSError) as exc:
-                if attempt == self._attempts:
-                    log.error("reporting to %s failed: %s", what, exc)
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        try:
+            await retrying(
+                attempt, attempts=self._attempts, backoff=_BACKOFF, retry_on=_worth_retrying
+            )
+        except NotFound:
+            log.info("not reporting: %s is gone", what)
+        except ApiError as exc:
+            log.error("reporting to %s failed: %s %s", what, exc.status, exc.reason)

@@ -1,8 +1,9 @@
-"""The controller's one door to the apiserver (kubernetes_asyncio), foreign errors mapped here.
+"""The controller's calls to the apiserver: PodNetworks, DeviceClasses, claims, slices, Events,
+Leases.
 
 Everything is plain dicts through the generic custom-objects client (it serves any
 ``/apis/<group>/<version>`` resource, including resource.k8s.io/v1 and coordination.k8s.io/v1),
-plus core/v1 Events. ``ApiError`` (and ``Conflict``/``NotFound``) are the only errors that leave.
+plus core/v1 Events. Errors leave as ``kube.errors.ApiError`` (``Conflict``/``NotFound``) only.
 Each method says which RBAC verb it needs; deploy/base/controller-rbac.yaml grants exactly those.
 """
 
@@ -11,80 +12,28 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio import client
 
 from multinet.api import names
-from multinet.errors import ConfigError, MultinetError
+from multinet.kube import watching
+from multinet.kube.errors import ApiError, Conflict, NotFound, translated
+
+__all__ = ["ApiError", "Conflict", "Kube", "NotFound"]
 
 MERGE_PATCH = "application/merge-patch+json"
 EVENTS_NAMESPACE = "default"  # where Events about cluster-scoped objects go (as for Nodes)
 COMPONENT = "multinet-controller"
 
-
-class ApiError(MultinetError):
-    """The apiserver refused or could not be reached; retrying later may help."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Conflict(ApiError):
-    """resourceVersion moved on (or the object exists): re-read and decide again."""
-
-
-class NotFound(ApiError):
-    pass
-
-
-def _mapped(exc: ApiException, what: str) -> ApiError:
-    kind = {409: Conflict, 404: NotFound}.get(exc.status, ApiError)
-    return kind(f"{what}: {exc.status} {exc.reason}: {str(exc.body)[:300]}", exc.status)
-
-
-def _map_transport_errors(api: client.ApiClient) -> None:
-    """An unreachable apiserver (restarting, network blip) surfaces as aiohttp/OS errors that
-    every caller would have to know; turn them into ApiException(status=0) at the one place all
-    requests pass, so they become a retryable ApiError like any other refusal."""
-    rest = api.rest_client
-    send = rest.request
-
-    async def request(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await send(*args, **kwargs)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            mapped = ApiException(status=0, reason=f"apiserver unreachable: {exc}")
-            mapped.body = b""  # the generated client decodes the body of every ApiException
-            raise mapped from exc
-
-    rest.request = request  # type: ignore[method-assign]  # on this instance only
-
-
-async def load_configuration(kubeconfig: str) -> client.Configuration:
-    """From ``kubeconfig``, or the pod's service account when empty."""
-    cfg = client.Configuration()
-    if kubeconfig and not os.path.isfile(kubeconfig):  # noqa: ASYNC240 (once, at start-up)
-        raise ConfigError([f"--kubeconfig: {kubeconfig} does not exist"])
-    try:
-        if kubeconfig:
-            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except ConfigException as exc:
-        where = f"--kubeconfig: {kubeconfig}" if kubeconfig else "in-cluster config"
-        raise ConfigError([f"{where}: {exc}"]) from exc
-    return cfg
+PODNETWORKS = watching.Resource(names.GROUP, names.VERSION, names.PLURAL)
+RESOURCECLAIMS = watching.Resource("resource.k8s.io", "v1", "resourceclaims")
 
 
 class Kube:
     def __init__(self, api: client.ApiClient, *, instance: str = "") -> None:
         self._api = api
-        _map_transport_errors(api)
         self._objects = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._instance = instance or os.environ.get("HOSTNAME", "") or "multinet-controller"
@@ -101,22 +50,19 @@ class Kube:
 
     async def get_podnetwork(self, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
-                names.GROUP, names.VERSION, names.PLURAL, name
-            )
-            return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _mapped(exc, f"get PodNetwork {name}") from exc
+            with translated(f"get PodNetwork {name}"):
+                obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.PLURAL, name
+                )
+                return obj
+        except NotFound:
+            return None
 
     async def list_podnetworks(self) -> list[dict[str, Any]]:
-        try:
+        with translated("list PodNetworks"):
             out = await self._objects.list_cluster_custom_object(
                 names.GROUP, names.VERSION, names.PLURAL
             )
-        except ApiException as exc:
-            raise _mapped(exc, "list PodNetworks") from exc
         items: list[dict[str, Any]] = out.get("items", [])
         return items
 
@@ -128,79 +74,90 @@ class Kube:
             "metadata": {"resourceVersion": resource_version},
             "status": {"conditions": conditions},
         }
-        try:
+        with translated(f"patch status of PodNetwork {name}"):
             obj: dict[str, Any] = await self._objects.patch_cluster_custom_object_status(
                 names.GROUP, names.VERSION, names.PLURAL, name, body, _content_type=MERGE_PATCH
             )  # type: ignore[call-arg]  # the stubs omit the generic request options
             return obj
-        except ApiException as exc:
-            raise _mapped(exc, f"patch status of PodNetwork {name}") from exc
 
     async def patch_podnetwork_finalizers(
         self, name: str, resource_version: str, finalizers: list[str]
     ) -> dict[str, Any]:
         body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
-        try:
+        with translated(f"patch finalizers of PodNetwork {name}"):
             obj: dict[str, Any] = await self._objects.patch_cluster_custom_object(
                 names.GROUP, names.VERSION, names.PLURAL, name, body, _content_type=MERGE_PATCH
             )  # type: ignore[call-arg]
             return obj
-        except ApiException as exc:
-            raise _mapped(exc, f"patch finalizers of PodNetwork {name}") from exc
+
+    # --- watches: list + watch (PodNetworks, ResourceClaims) -----------------------------
+
+    async def watch(
+        self,
+        resource: watching.Resource,
+        *,
+        on_list: Callable[[list[dict[str, Any]]], None],
+        on_event: Callable[[str, dict[str, Any]], None],
+        timeout_seconds: int = watching.WATCH_TIMEOUT_SECONDS,
+    ) -> None:
+        """Forever: hand every full list to ``on_list`` and each later change to ``on_event``."""
+
+        async def relist() -> str:
+            items, resource_version = await watching.list_objects(self._objects, resource)
+            on_list(items)
+            return resource_version
+
+        await watching.run(
+            resource.plural,
+            relist,
+            lambda rv: watching.watch_events(self._objects, resource, rv, timeout_seconds),
+            on_event,
+        )
 
     # --- DeviceClasses: get, create, update ----------------------------------------------
 
     async def get_device_class(self, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
-                "resource.k8s.io", "v1", "deviceclasses", name
-            )
-            return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _mapped(exc, f"get DeviceClass {name}") from exc
+            with translated(f"get DeviceClass {name}"):
+                obj: dict[str, Any] = await self._objects.get_cluster_custom_object(
+                    "resource.k8s.io", "v1", "deviceclasses", name
+                )
+                return obj
+        except NotFound:
+            return None
 
     async def create_device_class(self, body: dict[str, Any]) -> None:
-        try:
+        with translated(f"create DeviceClass {body['metadata']['name']}"):
             await self._objects.create_cluster_custom_object(
                 "resource.k8s.io", "v1", "deviceclasses", body
             )
-        except ApiException as exc:
-            raise _mapped(exc, f"create DeviceClass {body['metadata']['name']}") from exc
 
     async def replace_device_class(self, existing: dict[str, Any], body: dict[str, Any]) -> None:
         merged = {**existing, "spec": body["spec"]}
         name = body["metadata"]["name"]
-        try:
+        with translated(f"update DeviceClass {name}"):
             await self._objects.replace_cluster_custom_object(
                 "resource.k8s.io", "v1", "deviceclasses", name, merged
             )
-        except ApiException as exc:
-            raise _mapped(exc, f"update DeviceClass {name}") from exc
 
     # --- claims and slices: list ---------------------------------------------------------
 
     async def list_resource_claims(self) -> list[dict[str, Any]]:
-        try:
+        with translated("list ResourceClaims"):
             out = await self._objects.list_cluster_custom_object(
                 "resource.k8s.io", "v1", "resourceclaims"
             )
-        except ApiException as exc:
-            raise _mapped(exc, "list ResourceClaims") from exc
         items: list[dict[str, Any]] = out.get("items", [])
         return items
 
     async def list_resource_slices(self) -> list[dict[str, Any]]:
-        try:
+        with translated("list ResourceSlices"):
             out = await self._objects.list_cluster_custom_object(
                 "resource.k8s.io",
                 "v1",
                 "resourceslices",
                 field_selector=f"spec.driver={names.DRIVER}",
             )
-        except ApiException as exc:
-            raise _mapped(exc, "list ResourceSlices") from exc
         items: list[dict[str, Any]] = out.get("items", [])
         return items
 
@@ -236,39 +193,32 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        try:
+        with translated(f"post Event {reason} for {meta.get('name')}"):
             await self._core.create_namespaced_event(EVENTS_NAMESPACE, body)  # type: ignore[arg-type]
-        except ApiException as exc:
-            raise _mapped(exc, f"post Event {reason} for {meta.get('name')}") from exc
 
     # --- Leases (leader election): get, create, update one Lease ------------------------
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = await self._objects.get_namespaced_custom_object(
-                "coordination.k8s.io", "v1", namespace, "leases", name
-            )
-            return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _mapped(exc, f"get Lease {namespace}/{name}") from exc
+            with translated(f"get Lease {namespace}/{name}"):
+                obj: dict[str, Any] = await self._objects.get_namespaced_custom_object(
+                    "coordination.k8s.io", "v1", namespace, "leases", name
+                )
+                return obj
+        except NotFound:
+            return None
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with translated(f"create Lease {namespace}/{body['metadata']['name']}"):
             obj: dict[str, Any] = await self._objects.create_namespaced_custom_object(
                 "coordination.k8s.io", "v1", namespace, "leases", body
             )
             return obj
-        except ApiException as exc:
-            raise _mapped(exc, f"create Lease {namespace}/{body['metadata']['name']}") from exc
 
     async def replace_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
-        try:
+        with translated(f"update Lease {namespace}/{name}"):
             obj: dict[str, Any] = await self._objects.replace_namespaced_custom_object(
                 "coordination.k8s.io", "v1", namespace, "leases", name, body
             )
             return obj
-        except ApiException as exc:
-            raise _mapped(exc, f"update Lease {namespace}/{name}") from exc

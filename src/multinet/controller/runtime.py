@@ -1,10 +1,10 @@
-"""kopf wiring: login, the watch streams, and the queue they feed.
+"""The controller's runtime: two watches feed a work queue; periodic jobs run beside it.
 
-kopf provides authentication (``on.login``), list+watch with reconnects, and per-object event
-delivery. Handlers are ``on.event`` only, so kopf itself never writes to any object (no progress
-annotations, no kopf finalizer): what is written, and to which PodNetwork, is decided solely by
-``reconcile`` — foreign PodNetworks stay exactly as their owners left them. Every event just puts a
-name on the ``WorkQueue``; the single worker reconciles by re-reading the object.
+The watches (``kube.watching``, the same list/watch loop as the node agent's) only put names on the
+``WorkQueue``; the single worker reconciles by re-reading the object, so what is written, and to
+which PodNetwork, is decided solely by ``reconcile``, and foreign PodNetworks stay exactly as their
+owners left them. A PodNetwork event queues that network; any ResourceClaim event re-checks the
+networks whose deletion waits for claims.
 
 Periodic work runs beside the queue as ``Periodic`` loops: the deleting-network re-check and the
 full resync are two; the IP-reservation garbage collector (pool IPAM) plugs in as another one
@@ -19,12 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import kopf
-
-from multinet.api import names, podnetwork
-from multinet.controller import kubeapi
+from multinet.api import podnetwork
 from multinet.controller.reconcile import Reconciler, Result
 from multinet.controller.workqueue import WorkQueue
+from multinet.kube.controllerapi import PODNETWORKS, RESOURCECLAIMS, Kube
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +39,20 @@ class Periodic:
 class Controller:
     def __init__(
         self,
-        kube: kubeapi.Kube,
+        kube: Kube,
         *,
         recheck_interval: float = 10.0,
         resync_interval: float = 300.0,
         extra: Sequence[Periodic] = (),
+        watch_timeout_seconds: int = 300,
     ) -> None:
         self.kube = kube
         self.reconciler = Reconciler(kube)
         self.queue = WorkQueue(self._reconcile)
         self.deleting: set[str] = set()
         self.recheck_interval = recheck_interval
+        # The server ends each watch after this long; the re-list then is the safety net.
+        self.watch_timeout_seconds = watch_timeout_seconds
         self.periodic = [
             Periodic("resync", resync_interval, self.resync),
             *extra,
@@ -88,9 +89,35 @@ class Controller:
 
     # --- running -----------------------------------------------------------------------------
 
+    def claims_listed(self, items: list[dict[str, Any]]) -> None:
+        self.claim_event()
+
+    def podnetworks_listed(self, items: list[dict[str, Any]]) -> None:
+        for body in items:
+            self.podnetwork_event("LISTED", body)
+
     async def run(self) -> None:
+        """Watches, queue and periodic jobs until cancelled; a crash of any ends them all."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.queue.run(), name="reconcile-queue")
+            tg.create_task(
+                self.kube.watch(
+                    PODNETWORKS,
+                    on_list=self.podnetworks_listed,
+                    on_event=self.podnetwork_event,
+                    timeout_seconds=self.watch_timeout_seconds,
+                ),
+                name="watch-podnetworks",
+            )
+            tg.create_task(
+                self.kube.watch(
+                    RESOURCECLAIMS,
+                    on_list=self.claims_listed,
+                    on_event=lambda _type, _claim: self.claim_event(),
+                    timeout_seconds=self.watch_timeout_seconds,
+                ),
+                name="watch-resourceclaims",
+            )
             for job in self.periodic:
                 tg.create_task(self._loop(job), name=job.name)
 
@@ -103,23 +130,3 @@ class Controller:
                 raise
             except Exception as exc:
                 log.warning("periodic job failed", extra={"job": job.name, "error": str(exc)})
-
-
-def register(
-    registry: kopf.OperatorRegistry,
-    controller: Controller,
-    login: Callable[[], Awaitable[kopf.ConnectionInfo]],
-) -> None:
-    """Attach the handlers to ``registry`` (an explicit one: no module-level kopf state)."""
-
-    @kopf.on.login(registry=registry)
-    async def _login(**_: Any) -> kopf.ConnectionInfo:
-        return await login()
-
-    @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL, registry=registry)
-    async def _podnetwork(event: kopf.RawEvent, **_: Any) -> None:
-        controller.podnetwork_event(str(event.get("type")), dict(event.get("object") or {}))
-
-    @kopf.on.event("resource.k8s.io", "v1", "resourceclaims", registry=registry)
-    async def _claim(**_: Any) -> None:
-        controller.claim_event()
