@@ -325,6 +325,18 @@ def read_checkpoint(path: Path) -> Loaded:
 def _current_document(path: Path, raw: bytes) -> dict[str, Any]:
     """The file as a current-version document: parsed, version checked, checksum verified,
     migrated. Raises CheckpointError for a newer version, _Unusable for everything else."""
+    doc = _parse(raw)
+    version = _readable_version(path, doc)
+    if version >= 2:  # the first version with a checksum
+        _verify_checksum(doc)
+    doc = _migrate(doc, version)
+    unknown = sorted(set(doc) - {"version", "claims", "attachments"})
+    if unknown:
+        raise _Unusable(f"unknown fields {', '.join(unknown)}")
+    return doc
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(raw)
     except RecursionError as exc:
@@ -333,7 +345,11 @@ def _current_document(path: Path, raw: bytes) -> dict[str, Any]:
         raise _Unusable(str(exc)) from exc
     if not isinstance(parsed, dict):
         raise _Unusable("not a JSON object")
-    doc: dict[str, Any] = parsed
+    return parsed
+
+
+def _readable_version(path: Path, doc: Mapping[str, Any]) -> int:
+    """The document's version if this agent reads it (directly or through MIGRATIONS)."""
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise _Unusable(f"unknown checkpoint version {version!r}")
@@ -346,22 +362,26 @@ def _current_document(path: Path, raw: bytes) -> dict[str, Any]:
         )
     if version != VERSION and version not in MIGRATIONS:
         raise _Unusable(f"unknown checkpoint version {version!r}")
-    if version >= 2:  # the first version with a checksum
-        recorded = doc.pop("checksum", None)
-        if not isinstance(recorded, str):
-            raise _Unusable("no checksum")
-        actual = _checksum(doc)
-        if recorded != actual:
-            raise _Unusable(f"checksum mismatch: recorded {recorded}, content has {actual}")
+    return version
+
+
+def _verify_checksum(doc: dict[str, Any]) -> None:
+    """Removes the recorded checksum from `doc` and checks it against the rest."""
+    recorded = doc.pop("checksum", None)
+    if not isinstance(recorded, str):
+        raise _Unusable("no checksum")
+    actual = _checksum(doc)
+    if recorded != actual:
+        raise _Unusable(f"checksum mismatch: recorded {recorded}, content has {actual}")
+
+
+def _migrate(doc: dict[str, Any], version: int) -> dict[str, Any]:
     while version < VERSION:
         try:
             doc = MIGRATIONS[version](doc)
         except Exception as exc:  # any failure of an old document's shape: the file is unusable
             raise _Unusable(f"migration from version {version} failed: {exc}") from exc
         version = doc["version"]
-    unknown = sorted(set(doc) - {"version", "claims", "attachments"})
-    if unknown:
-        raise _Unusable(f"unknown fields {', '.join(unknown)}")
     return doc
 
 
