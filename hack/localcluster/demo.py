@@ -178,7 +178,7 @@ def run(keep: bool) -> None:
         with step(7, "the pod's interfaces (kubectl exec demo -- ip addr)", cluster):
             out = cluster.kubectl("exec", "-n", NAMESPACE, "demo", "--", "ip", "addr").stdout
             say(out.rstrip())
-            if "net1" not in out or NIC_ADDRESS.split("/")[0] not in out:
+            if "net1" not in out or NIC_ADDRESS.split("/", 1)[0] not in out:
                 raise StepFailed(f"net1 with {NIC_ADDRESS} not found inside the pod")
         with step(8, "the claim's status.devices", cluster):
             status = wait(

@@ -142,8 +142,8 @@ def _busybox_entries() -> list[FileEntry]:
     ).stdout.split()
     entries = [FileEntry("bin/busybox", 0o755, data=_BUSYBOX.read_bytes())]
     dirs = {"bin"}
-    for path in listing:
-        path = path.strip("/")
+    for listed in listing:
+        path = listed.strip("/")
         if path == "bin/busybox":
             continue
         parent = path.rsplit("/", 1)[0]

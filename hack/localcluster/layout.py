@@ -45,8 +45,8 @@ def bin_dir() -> Path:
 def versions() -> dict[str, str]:
     """hack/k8s/versions.env: the one place the pinned versions are written down."""
     out: dict[str, str] = {}
-    for line in (REPO_ROOT / "hack" / "k8s" / "versions.env").read_text().splitlines():
-        line = line.strip()
+    for raw in (REPO_ROOT / "hack" / "k8s" / "versions.env").read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip()

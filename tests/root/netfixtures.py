@@ -8,6 +8,7 @@ and everything created is deleted again, also when a test fails. Observation goe
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 import secrets
@@ -35,16 +36,15 @@ def uid() -> str:
     return secrets.token_hex(3)
 
 
-_next_subnet = secrets.randbelow(64 * 256)
+#: Subnet numbers of this run, from a random start (wrapping below in host_subnet).
+_subnets = itertools.count(secrets.randbelow(64 * 256))
 
 
 def host_subnet() -> tuple[str, str]:
     """A fresh /24 prefix ("100.x.y") for a test NIC and a /24 destination prefix ("198.18.y" or
     "198.19.y") for its routes: the shared carrier-grade and benchmark ranges, never the host's
     own network, distinct for each NIC of this run (starting at a random point per run)."""
-    global _next_subnet
-    n = _next_subnet % (64 * 256)
-    _next_subnet += 1
+    n = next(_subnets) % (64 * 256)
     return f"100.{64 + n // 256}.{n % 256}", f"198.{18 + (n // 256) % 2}.{n % 256}"
 
 

@@ -131,8 +131,8 @@ def usable_count(ipam: Ipam, subnet: IPNetwork) -> int:
         taken.append((int(ipam.gateway), int(ipam.gateway)))
     count = max(0, hi - lo + 1)
     covered = lo - 1  # every address up to here is already subtracted (or outside the range)
-    for first, last in sorted(taken):
-        first, last = max(first, covered + 1), min(last, hi)
+    for start, end in sorted(taken):
+        first, last = max(start, covered + 1), min(end, hi)
         if first <= last:
             count -= last - first + 1
             covered = last
