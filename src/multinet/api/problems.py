@@ -103,18 +103,39 @@ _TYPE_NAMES = {
 }
 
 
+_FIXED = {"missing": "is required", "extra_forbidden": "unknown field"}
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "less_than_equal": "<=",
+    "greater_than": ">",
+    "less_than": "<",
+}
+
+
 def _rule(err: ErrorDetails) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = show(err.get("input"))
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "unknown field"
+    if kind in _FIXED:
+        return _FIXED[kind]
     if kind in _TYPE_NAMES:
         return f"must be {_TYPE_NAMES[kind]}, got {got}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, got {got}"
+    if kind in _BOUNDS:
+        return f"must be {_BOUNDS[kind]} {next(iter(ctx.values()))}, got {got}"
+    if kind == "multinet":
+        return str(ctx["rule"])
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    sized = _size_rule(kind, ctx, got)
+    if sized is not None:
+        return sized
+    return f"{err['msg'][:1].lower()}{err['msg'][1:]}"
+
+
+def _size_rule(kind: str, ctx: dict[str, Any], got: str) -> str | None:
+    """Rules on the length of a list or a string, and on a string's pattern."""
     if kind == "too_short":
         n = ctx.get("min_length")
         return f"must have at least {n} item{'s' if n != 1 else ''}"
@@ -127,14 +148,7 @@ def _rule(err: ErrorDetails) -> str:
         return f"must be at least {ctx.get('min_length')} characters"
     if kind == "string_pattern_mismatch":
         return f"must match {ctx.get('pattern')}, got {got}"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">"}
-        return f"must be {bound.get(kind, '<')} {next(iter(ctx.values()))}, got {got}"
-    if kind == "multinet":
-        return str(ctx["rule"])
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return f"{err['msg'][:1].lower()}{err['msg'][1:]}"
+    return None
 
 
 def messages(exc: ValidationError, prefix: str) -> list[str]:
