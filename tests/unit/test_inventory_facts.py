@@ -16,12 +16,12 @@ import struct
 from collections.abc import Sequence
 
 from multinet.devices.model import Link
-from multinet.netlink.inventory import (
-    _default_route,
-    _Kernel,
-    _Nexthop,
-    _nexthop,
-    _Route,
+from multinet.netlink.kernelview import (
+    KernelView,
+    Nexthop,
+    Route,
+    default_route,
+    nexthop,
     route_devices,
 )
 
@@ -59,45 +59,45 @@ def nexthop_body(nhid: int, *, oif: int | None = None, group: Sequence[int] = ()
 
 
 def test_default_routes_decoded_from_oif_multipath_and_nexthop_id() -> None:
-    by_oif = _default_route(route_body(attr(4, u32(2)), attr(5, bytes([198, 51, 100, 1]))))
-    assert by_oif is not None and by_oif[1] == _Route(oifs=(2,))
-    ecmp = _default_route(route_body(attr(9, hop(3) + hop(4)), family=socket.AF_INET6))
-    assert ecmp is not None and ecmp[1] == _Route(oifs=(3, 4))
+    by_oif = default_route(route_body(attr(4, u32(2)), attr(5, bytes([198, 51, 100, 1]))))
+    assert by_oif is not None and by_oif[1] == Route(oifs=(2,))
+    ecmp = default_route(route_body(attr(9, hop(3) + hop(4)), family=socket.AF_INET6))
+    assert ecmp is not None and ecmp[1] == Route(oifs=(3, 4))
     # nexthop_compat_mode=0: RTA_NH_ID and nothing else
-    only_nh = _default_route(route_body(attr(30, u32(7))))
-    assert only_nh is not None and only_nh[1] == _Route(nhid=7)
+    only_nh = default_route(route_body(attr(30, u32(7))))
+    assert only_nh is not None and only_nh[1] == Route(nhid=7)
     # compat mode adds the resolved oif; the object stays the truth (and the key)
-    compat = _default_route(route_body(attr(30, u32(7)), attr(4, u32(2))))
+    compat = default_route(route_body(attr(30, u32(7)), attr(4, u32(2))))
     assert compat is not None and compat == only_nh
 
 
 def test_other_routes_are_not_default_routes() -> None:
-    assert _default_route(route_body(attr(4, u32(2)), dst_len=24)) is None
-    assert _default_route(route_body(attr(4, u32(2)), table=100)) is None
-    assert _default_route(route_body(attr(4, u32(2)), attr(15, u32(100)))) is None
-    assert _default_route(b"\0\0") is None
+    assert default_route(route_body(attr(4, u32(2)), dst_len=24)) is None
+    assert default_route(route_body(attr(4, u32(2)), table=100)) is None
+    assert default_route(route_body(attr(4, u32(2)), attr(15, u32(100)))) is None
+    assert default_route(b"\0\0") is None
 
 
 def test_nexthop_objects_and_groups_lead_to_their_devices() -> None:
-    assert _nexthop(nexthop_body(7, oif=3)) == (7, _nexthop_of(oif=3))
-    assert _nexthop(nexthop_body(9, group=(7, 8))) == (9, _nexthop_of(group=(7, 8)))
-    assert _nexthop(struct.pack("=BBBBI", 0, 0, 0, 0, 0)) is None
+    assert nexthop(nexthop_body(7, oif=3)) == (7, _nexthop_of(oif=3))
+    assert nexthop(nexthop_body(9, group=(7, 8))) == (9, _nexthop_of(group=(7, 8)))
+    assert nexthop(struct.pack("=BBBBI", 0, 0, 0, 0, 0)) is None
     nexthops = {7: _nexthop_of(oif=3), 8: _nexthop_of(oif=4), 9: _nexthop_of(group=(7, 8, 404))}
-    assert route_devices(_Route(nhid=9), nexthops) == {3, 4}
-    assert route_devices(_Route(nhid=7), nexthops) == {3}
-    assert route_devices(_Route(nhid=404), nexthops) == frozenset()
+    assert route_devices(Route(nhid=9), nexthops) == {3, 4}
+    assert route_devices(Route(nhid=7), nexthops) == {3}
+    assert route_devices(Route(nhid=404), nexthops) == frozenset()
     loop = {1: _nexthop_of(group=(2,)), 2: _nexthop_of(oif=5, group=(1,))}
-    assert route_devices(_Route(nhid=1), loop) == {5}
+    assert route_devices(Route(nhid=1), loop) == {5}
 
 
-def _nexthop_of(*, oif: int | None = None, group: tuple[int, ...] = ()) -> _Nexthop:
-    found = _nexthop(nexthop_body(1, oif=oif, group=group))
+def _nexthop_of(*, oif: int | None = None, group: tuple[int, ...] = ()) -> Nexthop:
+    found = nexthop(nexthop_body(1, oif=oif, group=group))
     assert found is not None
     return found[1]
 
 
 def test_the_kernel_view_follows_nexthop_objects_and_forgets_what_goes() -> None:
-    kernel = _Kernel(read_sysfs=False)
+    kernel = KernelView()
     for index, name in ((2, "exa"), (3, "exb")):
         kernel.links[index] = link(index, name)
     kernel.apply_raw(104, nexthop_body(7, oif=2))

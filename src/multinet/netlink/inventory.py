@@ -6,7 +6,8 @@ object or the members of that group. The nexthop objects are read and followed t
 ``net.ipv4.nexthop_compat_mode=0`` such a route carries nothing but RTA_NH_ID, and the kernel
 then says nothing about routes when a nexthop object changes. Route and nexthop messages are
 decoded by hand (pyroute2 has no nexthop message class and drops RTA_NH_ID); links and addresses
-go through pyroute2.
+go through pyroute2. This module owns the sockets and the thread; turning messages into state is
+the pure `kernelview` module.
 
 Threading: all netlink I/O *and* message decoding (pyroute2's decoder costs ~0.5 ms per link
 message) run on one dedicated thread, never on the asyncio thread that serves NRI and gRPC under
@@ -40,14 +41,23 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from multinet.devices.model import HostSnapshot, Link
+from multinet.devices.model import HostSnapshot
 from multinet.errors import MultinetError
-from multinet.netlink import codec, netns, sysfs
+from multinet.netlink import netns, sysfs
+from multinet.netlink.kernelview import (
+    BY_HAND,
+    NHMSG,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEXTHOP,
+    RTM_GETROUTE,
+    RTMSG,
+    KernelView,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +65,8 @@ _NETLINK_ROUTE = 0
 _GROUPS = 0x1 | 0x10 | 0x40 | 0x100  # RTMGRP_LINK | IPV4_IFADDR | IPV4_ROUTE | IPV6_IFADDR
 _GROUP_IPV6_ROUTE = 0x400
 _GROUP_NEXTHOP = 1 << 31  # RTNLGRP_NEXTHOP = 32
-_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
-_RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
-_RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
-_RTM_NEWNEXTHOP, _RTM_DELNEXTHOP, _RTM_GETNEXTHOP = 104, 105, 106
-_BY_HAND = frozenset({_RTM_NEWROUTE, _RTM_DELROUTE, _RTM_NEWNEXTHOP, _RTM_DELNEXTHOP})
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST, _NLM_F_DUMP, _NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
-_IFF_UP, _IFF_LOOPBACK = 0x1, 0x8
-_ARPHRD_LOOPBACK = 772
-_RT_TABLE_MAIN, _RTN_UNICAST = 254, 1
-_RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_MULTIPATH, _RTA_TABLE, _RTA_NH_ID = 4, 5, 6, 9, 15, 30
-_NHA_ID, _NHA_GROUP, _NHA_OIF = 1, 2, 5
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope, type,
-#                                       flags
-_RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
-_NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, reserved, flags
-_NH_GRP = struct.Struct("=IBBH")  # nexthop_grp: id, weight, weight_high, reserved
-_U32, _I32 = struct.Struct("=I"), struct.Struct("=i")
 _NO_NEXTHOPS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.EAFNOSUPPORT})
 _RCVBUF = 8 << 20
 # ifinfomsg, then IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS: the kernel leaves out the per-link
@@ -87,225 +81,12 @@ class InventoryError(MultinetError):
     """The inventory thread could not read the kernel's interfaces."""
 
 
-@dataclass(frozen=True)
-class _Addr:
-    index: int
-    family: int
-    cidr: str
-    scope: int
-
-
 def _enter_netns(name: str) -> None:
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         netns.setns(fd, f" into netns {name}")
     finally:
         os.close(fd)
-
-
-def _link(msg: Any) -> Link:
-    """Link facts from one RTM_NEWLINK message (addresses and hardware are joined later)."""
-    index = int(msg["index"])
-    peer = msg.get("IFLA_LINK")
-    master = msg.get("IFLA_MASTER")
-    return Link(
-        index=index,
-        ifname=str(msg.get("IFLA_IFNAME") or f"if{index}"),
-        kind=str(msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""),
-        mac=str(msg.get("IFLA_ADDRESS") or ""),
-        perm_mac=str(msg.get("IFLA_PERM_ADDRESS") or ""),
-        mtu=int(msg.get("IFLA_MTU") or 0),
-        up=bool(msg["flags"] & _IFF_UP),
-        oper_state=str(msg.get("IFLA_OPERSTATE") or "unknown").lower(),
-        loopback=bool(msg["flags"] & _IFF_LOOPBACK) or msg["ifi_type"] == _ARPHRD_LOOPBACK,
-        master=int(master) if master else None,
-        peer=int(peer) if peer and peer != index else None,
-        peer_netns=msg.get("IFLA_LINK_NETNSID") is not None,
-    )
-
-
-def _addr(msg: Any) -> _Addr | None:
-    family = int(msg["family"])
-    if family == socket.AF_INET:
-        ip = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
-    elif family == socket.AF_INET6:
-        ip = msg.get("IFA_ADDRESS")
-    else:
-        return None
-    if not ip:
-        return None
-    return _Addr(int(msg["index"]), family, f"{ip}/{msg['prefixlen']}", int(msg["scope"]))
-
-
-@dataclass(frozen=True)
-class _Route:
-    """A default route: the interfaces it names itself, or the nexthop object it goes through."""
-
-    oifs: tuple[int, ...] = ()
-    nhid: int | None = None
-
-
-@dataclass(frozen=True)
-class _Nexthop:
-    """A nexthop object: a device (blackholes have none) or a group of other nexthop ids."""
-
-    oif: int | None = None
-    group: tuple[int, ...] = ()
-
-
-def _default_route(body: bytes) -> tuple[tuple[Any, ...], _Route] | None:
-    """(key, route) of a main-table default route from an RTM_NEWROUTE/DELROUTE body (after the
-    netlink header); None for any other route."""
-    if len(body) < _RTMSG.size:
-        return None
-    family, dst_len, _src, tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(body)
-    attrs = codec.tlvs(body, _RTMSG.size)
-    if _RTA_TABLE in attrs:
-        table = _U32.unpack(attrs[_RTA_TABLE][:4])[0]
-    if dst_len != 0 or table != _RT_TABLE_MAIN or rtype != _RTN_UNICAST:
-        return None
-    priority = _U32.unpack(attrs[_RTA_PRIORITY][:4])[0] if _RTA_PRIORITY in attrs else None
-    if _RTA_NH_ID in attrs:
-        # The nexthop object is the truth: in compat mode the kernel adds its oif/gateway here
-        # too, but keying on them would leave a stale entry when the object is replaced.
-        nhid = _U32.unpack(attrs[_RTA_NH_ID][:4])[0]
-        return (family, tos, priority, "nhid", nhid), _Route(nhid=nhid)
-    oifs: list[int] = []
-    if _RTA_OIF in attrs:
-        oifs.append(_I32.unpack(attrs[_RTA_OIF][:4])[0])
-    hops = attrs.get(_RTA_MULTIPATH, b"")
-    off = 0
-    while off + _RTNH.size <= len(hops):
-        length, _hflags, _weight, ifindex = _RTNH.unpack_from(hops, off)
-        if length < _RTNH.size:
-            break
-        oifs.append(ifindex)
-        off += (length + 3) & ~3
-    found = tuple(i for i in oifs if i > 0)
-    return (family, tos, priority, attrs.get(_RTA_GATEWAY), found), _Route(oifs=found)
-
-
-def _nexthop(body: bytes) -> tuple[int, _Nexthop] | None:
-    """(id, object) from an RTM_NEWNEXTHOP/DELNEXTHOP body (after the netlink header)."""
-    if len(body) < _NHMSG.size:
-        return None
-    attrs = codec.tlvs(body, _NHMSG.size)
-    if _NHA_ID not in attrs:
-        return None
-    oif = _I32.unpack(attrs[_NHA_OIF][:4])[0] if _NHA_OIF in attrs else None
-    raw = attrs.get(_NHA_GROUP, b"")
-    group = tuple(
-        _NH_GRP.unpack_from(raw, off)[0]
-        for off in range(0, len(raw) - _NH_GRP.size + 1, _NH_GRP.size)
-    )
-    return _U32.unpack(attrs[_NHA_ID][:4])[0], _Nexthop(oif=oif or None, group=group)
-
-
-def route_devices(route: _Route, nexthops: dict[int, _Nexthop]) -> frozenset[int]:
-    """The interfaces ``route`` leaves through, following its nexthop object and group members
-    (an id that is gone, or a loop a racy view might show, simply adds nothing)."""
-    if route.nhid is None:
-        return frozenset(route.oifs)
-    out: set[int] = set()
-    todo, seen = [route.nhid], set()
-    while todo:
-        nhid = todo.pop()
-        nh = nexthops.get(nhid)
-        if nhid in seen or nh is None:
-            continue
-        seen.add(nhid)
-        if nh.oif is not None:
-            out.add(nh.oif)
-        todo.extend(nh.group)
-    return frozenset(out)
-
-
-class _Kernel:
-    """The reader thread's view of one netns; only that thread touches it."""
-
-    def __init__(self, *, read_sysfs: bool) -> None:
-        self.read_sysfs = read_sysfs
-        self.links: dict[int, Link] = {}
-        self.addrs: dict[tuple[int, int, str], _Addr] = {}
-        self.routes: dict[tuple[Any, ...], _Route] = {}
-        self.nexthops: dict[int, _Nexthop] = {}
-
-    def clear(self) -> None:
-        self.links.clear()
-        self.addrs.clear()
-        self.routes.clear()
-        self.nexthops.clear()
-
-    def apply(self, msg: Any) -> None:
-        kind = msg["header"]["type"]
-        if kind == _RTM_NEWLINK:
-            link = _link(msg)
-            self.links[link.index] = link
-        elif kind == _RTM_DELLINK:
-            index = int(msg["index"])
-            self.links.pop(index, None)
-            # Moved to another netns or deleted: its addresses, routes and nexthop objects went
-            # with it (the kernel flushes those without a notification).
-            self.addrs = {k: a for k, a in self.addrs.items() if a.index != index}
-            gone = {i for i, nh in self.nexthops.items() if nh.oif == index}
-            self.nexthops = {i: nh for i, nh in self.nexthops.items() if i not in gone}
-            self.routes = {
-                k: r for k, r in self.routes.items() if index not in r.oifs and r.nhid not in gone
-            }
-        elif kind in (_RTM_NEWADDR, _RTM_DELADDR):
-            addr = _addr(msg)
-            if addr is not None:
-                key = (addr.index, addr.family, addr.cidr)
-                if kind == _RTM_NEWADDR:
-                    self.addrs[key] = addr
-                else:
-                    self.addrs.pop(key, None)
-
-    def apply_raw(self, kind: int, body: bytes) -> None:
-        """Apply one route or nexthop message (``body``: after the netlink header)."""
-        if kind in (_RTM_NEWROUTE, _RTM_DELROUTE):
-            route = _default_route(body)
-            if route is not None:
-                if kind == _RTM_NEWROUTE:
-                    self.routes[route[0]] = route[1]
-                else:
-                    self.routes.pop(route[0], None)
-        elif kind in (_RTM_NEWNEXTHOP, _RTM_DELNEXTHOP):
-            found = _nexthop(body)
-            if found is None:
-                return
-            nhid, nh = found
-            if kind == _RTM_NEWNEXTHOP:
-                self.nexthops[nhid] = nh
-            else:
-                self.nexthops.pop(nhid, None)
-                # The kernel deletes the routes through it, without a notification.
-                self.routes = {k: r for k, r in self.routes.items() if r.nhid != nhid}
-
-    def snapshot(self) -> HostSnapshot:
-        v4: dict[int, list[_Addr]] = {}
-        v6: dict[int, list[_Addr]] = {}
-        for a in self.addrs.values():
-            if a.family == socket.AF_INET:
-                v4.setdefault(a.index, []).append(a)
-            elif a.scope == 0:  # IPv6: global scope only, link-local is no identity
-                v6.setdefault(a.index, []).append(a)
-        links = []
-        for link in self.links.values():
-            ipv4 = sorted(v4.get(link.index, ()), key=lambda a: a.scope != 0)  # global first
-            hw = sysfs.hardware(link.ifname) if self.read_sysfs and not link.kind else None
-            links.append(
-                replace(
-                    link,
-                    ipv4=tuple(a.cidr for a in ipv4),
-                    ipv6=tuple(a.cidr for a in v6.get(link.index, ())),
-                    hw=hw,
-                )
-            )
-        holders = frozenset(
-            i for route in self.routes.values() for i in route_devices(route, self.nexthops)
-        )
-        return HostSnapshot(links=tuple(links), default_route_ifindexes=holders)
 
 
 def _socket(groups: int) -> socket.socket:
@@ -335,7 +116,7 @@ class Inventory:
         self.netns = netns
         self.debounce_seconds = debounce_seconds
         self.resync_seconds = resync_seconds
-        self._kernel = _Kernel(read_sysfs=netns is None)
+        self._kernel = KernelView(hardware=sysfs.hardware if netns is None else None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._ready = asyncio.Event()
@@ -473,9 +254,9 @@ class Inventory:
             if length < 16:
                 break
             step = (length + 3) & ~3
-            if kind in _BY_HAND or kind in (_NLMSG_DONE, _NLMSG_ERROR):
+            if kind in BY_HAND or kind in (_NLMSG_DONE, _NLMSG_ERROR):
                 self._apply_parsed(data[start:offset], marshal)
-                if kind in _BY_HAND:
+                if kind in BY_HAND:
                     self._kernel.apply_raw(kind, data[offset + 16 : offset + length])
                 start = offset + step
             offset += step
@@ -493,10 +274,16 @@ class Inventory:
             if all(
                 self._dump(sock, marshal, kind, body)
                 for kind, body in (
-                    (_RTM_GETLINK, _GETLINK_BODY),
-                    (_RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)),
-                    (_RTM_GETNEXTHOP, _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)),
-                    (_RTM_GETROUTE, _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)),
+                    (RTM_GETLINK, _GETLINK_BODY),
+                    (RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)),
+                    (
+                        RTM_GETNEXTHOP,
+                        NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                    ),
+                    (
+                        RTM_GETROUTE,
+                        RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0),
+                    ),
                 )
             ):
                 return
@@ -522,7 +309,7 @@ class Inventory:
                         done = True
                     elif mtype == _NLMSG_ERROR:
                         code = -struct.unpack_from("=i", data, offset + 16)[0]
-                        if kind == _RTM_GETNEXTHOP and code in _NO_NEXTHOPS:
+                        if kind == RTM_GETNEXTHOP and code in _NO_NEXTHOPS:
                             done = True  # a kernel without nexthop objects: there are none
                         else:
                             raise OSError(code, f"rtnetlink dump {kind}: {os.strerror(code)}")
