@@ -9,6 +9,8 @@ Safe to run twice: preparing a claim that is already in the checkpoint returns t
 unknown claim succeeds. Unprepare needs no API read (the claim may be gone): everything it
 releases is in the checkpoint. Every failure names the claim, the request and the field.
 
+The plan itself is assembled by the pure `multinet.planning` from what is read here.
+
 Churn: a host-device NIC the scheduler gave to this claim may still sit in the pod of its previous
 claim (a force-deleted pod is replaced before its sandbox stops). Prepare takes it back at once
 through the netns the agent holds, after the API confirms the old claim let go (`_make_room`).
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from multinet import DRIVER_NAME, faults, ipam
+from multinet import DRIVER_NAME, faults, ipam, planning
 from multinet.agent import metrics
 from multinet.api import allocation
 from multinet.api.claimconfig import EffectiveConfig, effective_config
@@ -38,7 +40,7 @@ from multinet.errors import (
 )
 from multinet.ipam import Holder
 from multinet.kubelet.dra import PreparedDevice
-from multinet.plans import AttachPlan, ClaimRef, HostState, PreparedClaim, Route
+from multinet.plans import AttachPlan, ClaimRef, HostState, PreparedClaim
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,7 @@ class ClaimPreparer:
             networks: dict[str, NetworkParameters] = {}
             for result in alloc.results:
                 plans.append(await self._plan(claim, alloc, result, networks))
-            self._check_names(claim, plans)
+            planning.check_pod_ifnames(claim, plans)
             prepared = PreparedClaim(
                 claim=claim, pod_uids=tuple(p.uid for p in alloc.pods), plans=tuple(plans)
             )
@@ -223,38 +225,17 @@ class ClaimPreparer:
         if eff.mode == "host-device":
             await self._make_room(claim, where, result.device)
             host = await self._read_host(entry.ifname)
-        pod = alloc.pods[0] if alloc.pods else None
-        holder = Holder(
-            claim=claim,
-            request=result.request_name,
-            device=result.device,
-            node=self._node,
-            pod_name=pod.name if pod else None,
-            pod_uid=pod.uid if pod else None,
-        )
+        holder = planning.holder(claim, alloc, result, self._node)
         addresses, reserved = await self._addresses(entry.network, eff, host, holder)
-        return AttachPlan(
-            claim=claim,
-            request=result.request_name,
-            pool=result.pool,
-            device=result.device,
-            share_id=result.share_id,
+        return planning.attach_plan(
+            claim,
+            result,
             network=entry.network,
-            mode=eff.mode,
             host_ifname=entry.ifname,
-            pod_ifname=eff.interface_name or entry.ifname,
-            addresses=addresses,
-            mtu=eff.mtu,
-            mac=eff.mac,
-            routes=tuple(
-                Route(
-                    destination=str(r.destination),
-                    gateway=None if r.gateway is None else str(r.gateway),
-                )
-                for r in eff.routes
-            ),
+            eff=eff,
             host=host,
-            reserved_addresses=reserved,
+            addresses=addresses,
+            reserved=reserved,
         )
 
     async def _make_room(self, claim: ClaimRef, where: str, device: str) -> None:
@@ -282,10 +263,7 @@ class ClaimPreparer:
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(addresses for the pod interface, addresses reserved through IPAM)."""
         if eff.ipam.type != "pool":
-            if eff.addresses:
-                return tuple(str(a) for a in eff.addresses), ()
-            # IPAM none: the NIC's own addresses travel with it (a macvlan child has none).
-            return (host.addresses if host is not None else ()), ()
+            return planning.addresses_without_pool(eff, host), ()
         reserved: list[str] = []
         try:
             if eff.addresses:
@@ -301,22 +279,6 @@ class ClaimPreparer:
             if reserved:
                 await _quietly(self._reservations.release(reserved, holder.claim.uid, holder.node))
             raise
-
-    @staticmethod
-    def _check_names(claim: ClaimRef, plans: list[AttachPlan]) -> None:
-        """Two devices of one claim cannot take the same name inside the pod."""
-        seen: dict[str, AttachPlan] = {}
-        for plan in plans:
-            other = seen.setdefault(plan.pod_ifname, plan)
-            if other is not plan:
-                raise ConfigError(
-                    [
-                        f"interfaceName: {plan.pod_ifname} is already taken by device "
-                        f"{other.device} of request {other.request}; give each request "
-                        "its own interfaceName"
-                    ],
-                    subject=f"claim {claim} request {plan.request}",
-                )
 
     # -- unprepare -------------------------------------------------------------------------
 
