@@ -33,8 +33,11 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests hack bench
 	$(VENV)/bin/ruff format --check src tests hack bench
 
-typecheck: venv ## mypy, strict on src/
+typecheck: venv ## mypy, strict on src/ and tests/ (tests/e2e and tests/nri in runs of their own)
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy tests/*.py tests/unit tests/tool tests/cluster tests/root
+	MYPYPATH=tests/e2e $(VENV)/bin/mypy tests/e2e
+	MYPYPATH=tests/nri $(VENV)/bin/mypy tests/nri
 
 test: lint typecheck binaries ## everything CI runs: lint, types, the whole pytest suite (real cluster, root)
 	$(VENV)/bin/pytest -ra

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import NicFactory, wait_for
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from localcluster import TEST_IMAGE, Cluster
@@ -259,8 +259,8 @@ async def test_a_claim_the_scheduler_allocated_becomes_a_checkpointed_plan(
     cluster: Cluster,
     api: aclient.ApiClient,
     namespace: str,
-    make_nic,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    make_nic: NicFactory,
+    tmp_path: Path,
 ) -> None:
     tag = secrets.token_hex(3)
     nic = make_nic(prefix="mnpc", addresses=("198.51.100.20/24",))

@@ -148,7 +148,8 @@ def device_of(items: list[dict[str, Any]], ifname: str) -> dict[str, Any] | None
         for d in s["spec"].get("devices") or []:
             attr = (d.get("attributes") or {}).get("multinet.dev/ifName") or {}
             if attr.get("string") == ifname:
-                return d
+                found: dict[str, Any] = d
+                return found
     return None
 
 
@@ -305,7 +306,8 @@ async def test_ready_network_binds_the_nic_and_disabling_it_unbinds(
 
     def attr_of(ifname: str) -> str | None:
         d = device_of(our_slices(k8s_api, cluster.node_name), ifname)
-        return ((d or {}).get("attributes") or {}).get(ATTR, {}).get("string")
+        value: str | None = ((d or {}).get("attributes") or {}).get(ATTR, {}).get("string")
+        return value
 
     await poll(lambda: attr_of(nic.name) == net, within=5, what="the podNetwork attribute")
     assert attr_of(other.name) is None
@@ -410,7 +412,8 @@ async def test_the_agent_identity_cannot_write_slices_of_another_node(
     body = slices.body(other, "multinet.dev", [], generation=1, count=1)
     try:
         with pytest.raises(aApiException) as err:
-            await aclient.ResourceV1Api(api).create_resource_slice(body)
+            # The client sends a dict body as it is; our slices are dicts.
+            await aclient.ResourceV1Api(api).create_resource_slice(body)  # type: ignore[arg-type]
         assert err.value.status in (403, 422)
         assert "may only write ResourceSlices of its own node" in str(err.value.body)
     finally:
@@ -426,7 +429,10 @@ async def test_the_agent_identity_cannot_write_slices_of_another_driver(
     body = slices.body(own, DRIVER, [], generation=1, count=1)
     try:
         with pytest.raises(aApiException) as err:
-            await aclient.ResourceV1Api(api).create_resource_slice(body, dry_run="All")
+            await aclient.ResourceV1Api(api).create_resource_slice(
+                body,  # type: ignore[arg-type]
+                dry_run="All",
+            )
         assert err.value.status in (403, 422)
         assert "may only write ResourceSlices of driver multinet.dev" in str(err.value.body)
     finally:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import localcluster
 import pytest
@@ -144,12 +145,14 @@ def test_scheduler_allocates_a_claim_from_our_resource_slice(
         pod = _pod("uses-claim", claims=[{"name": "nic", "resourceClaimName": "nic"}])
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
 
-        def allocation() -> dict[str, object] | None:
-            status = _get(cluster, "resourceclaim", "nic", "-n", namespace).get("status") or {}
-            return status.get("allocation")  # type: ignore[union-attr, no-any-return]
+        def allocation() -> dict[str, Any] | None:
+            claim = _get(cluster, "resourceclaim", "nic", "-n", namespace)
+            status = cast("dict[str, Any]", claim.get("status") or {})
+            found: dict[str, Any] | None = status.get("allocation")
+            return found
 
         alloc = wait_for(allocation, timeout=60, what="status.allocation of claim nic")
-        results = alloc["devices"]["results"]  # type: ignore[index]
+        results = alloc["devices"]["results"]
         assert [(r["driver"], r["pool"], r["device"]) for r in results] == [
             (driver, cluster.node_name, "nic1")
         ]

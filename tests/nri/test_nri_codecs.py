@@ -82,7 +82,8 @@ async def _pair() -> tuple[mux.Mux, asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 async def _read_frames(reader: asyncio.StreamReader, count: int) -> list[tuple[int, bytes]]:
-    dec, frames = mux.FrameDecoder(), []
+    dec = mux.FrameDecoder()
+    frames: list[tuple[int, bytes]] = []
     while len(frames) < count:
         data = await reader.read(65536)
         assert data, "connection closed early"

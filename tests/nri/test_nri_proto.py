@@ -29,9 +29,9 @@ def test_regenerating_gives_identical_output(tmp_path: Path) -> None:
 
 def test_messages_use_upstream_names_in_a_private_pool() -> None:
     assert ttrpc_pb2.Request.DESCRIPTOR.full_name == "ttrpc.Request"
-    assert ttrpc_pb2.Response.DESCRIPTOR.fields_by_name["status"].message_type.full_name == (
-        "google.rpc.Status"
-    )
+    status = ttrpc_pb2.Response.DESCRIPTOR.fields_by_name["status"].message_type
+    assert status is not None
+    assert status.full_name == "google.rpc.Status"
     assert nri_pb2.PodSandbox.DESCRIPTOR.full_name == "nri.pkg.api.v1alpha1.PodSandbox"
     default = descriptor_pool.Default()
     try:

@@ -65,7 +65,7 @@ def plan_for(
         pool="node-1",
         device=f"dev-{nic}",
         network="fast",
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         host_ifname=nic,
         pod_ifname=pod_ifname,
         addresses=addresses,

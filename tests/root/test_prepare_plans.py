@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from doubles import NODE, FakeDirectory, FakeLookups, FakeReservations, claim_doc
+from helpers import NicFactory
 
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.checkpoint import Checkpoint, load_state
@@ -50,8 +51,8 @@ REF = ClaimRef(namespace="ns", name="c1", uid="uid-1")
 
 
 async def test_host_device_with_ipam_none_carries_the_nic_addresses(
-    make_nic, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_nic: NicFactory, tmp_path: Path
+) -> None:
     nic = make_nic(prefix="mnprep", addresses=("198.51.100.7/24",), mtu=1400)
     preparer, lookups, _, checkpoint = _setup(
         tmp_path, nic.name, {"interfaces": {"names": [nic.name]}, "interfaceName": "net1"}

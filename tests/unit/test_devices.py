@@ -15,6 +15,7 @@ Cases:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from multinet.devices import attributes, away, binding, naming, networks
 from multinet.devices.model import Capacity, Hardware, HostSnapshot, Link
@@ -288,7 +289,7 @@ def _pnw(
     provider: str = "multinet.dev",
     params: object = None,
     deleting: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     meta: dict[str, object] = {"name": name, "uid": "u-" + name, "generation": 1}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"

@@ -13,6 +13,8 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import grpc
 import pytest
@@ -78,8 +80,9 @@ async def plugin(short_root: Path) -> AsyncIterator[tuple[KubeletPlugin, FakePre
     await server.stop(0)
 
 
-def _claim(name: str, uid: str, module: object = v1) -> object:
-    return module.Claim(namespace="ns", name=name, uid=uid)  # type: ignore[attr-defined]
+def _claim(name: str, uid: str, module: ModuleType = v1) -> Any:
+    """A `Claim` of the v1 or the v1beta1 messages (two distinct generated classes)."""
+    return module.Claim(namespace="ns", name=name, uid=uid)
 
 
 async def test_get_info_answers_like_a_dra_plugin(

@@ -95,7 +95,7 @@ class Agent:
     def watch(
         self,
     ) -> grpc.aio.UnaryStreamCall[pb.NodeWatchResourcesRequest, pb.NodeWatchResourcesResponse]:
-        stub = pb_grpc.DRAResourceHealthStub(self.channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.DRAResourceHealthStub(self.channel)
         call: grpc.aio.UnaryStreamCall[
             pb.NodeWatchResourcesRequest, pb.NodeWatchResourcesResponse
         ] = stub.NodeWatchResources(pb.NodeWatchResourcesRequest())
@@ -209,7 +209,7 @@ async def test_shutdown_ends_the_stream_with_ok(agent: Agent) -> None:
 async def test_registration_lists_health_after_the_dra_versions(agent: Agent) -> None:
     path = f"unix://{agent.plugin.registration_socket}"
     async with grpc.aio.insecure_channel(path) as channel:
-        stub = reg_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
+        stub = reg_grpc.RegistrationStub(channel)
         info = await stub.GetInfo(reg.InfoRequest())
     assert list(info.supported_versions) == [
         "v1.DRAPlugin",

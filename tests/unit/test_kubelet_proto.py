@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from protogen import SRC_ROOT
 from protogen import kubelet as protogen
 
-CHECKED_IN = protogen.SRC_ROOT / protogen.PACKAGE_PATH
+CHECKED_IN = SRC_ROOT / protogen.PACKAGE_PATH
 
 
 def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
