@@ -26,10 +26,12 @@ end of Synchronize must finish within `startup_timeout`, or the attempt is aband
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from google.protobuf.message import Message as _PbMessage
 
@@ -245,69 +247,22 @@ class NRIPlugin:
         return cap - self.settings.safety_margin
 
     def _handlers(self, session: _Session) -> dict[tuple[str, str], ttrpc.Handler]:
-        async def configure(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
-            req = _parse(nri_pb2.ConfigureRequest, payload)
-            session.request_timeout = req.request_timeout / 1000
-            self.runtime = f"{req.runtime_name} {req.runtime_version}".strip()
-            return nri_pb2.ConfigureResponse(events=EVENTS_MASK).SerializeToString()
-
-        async def synchronize(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
-            session.sync_bytes += len(payload)
-            problem = None
-            if session.sync_bytes > self.settings.max_sync_bytes:
-                problem = (
-                    f"Synchronize requests total {session.sync_bytes} bytes so far, more than "
-                    f"the {self.settings.max_sync_bytes} allowed (max_sync_bytes)"
-                )
-            else:
-                req = _parse(nri_pb2.SynchronizeRequest, payload)
-                pods = len(session.pods) + len(req.pods)
-                if pods > self.settings.max_sync_pods:
-                    problem = (
-                        f"Synchronize lists {pods} pods so far, more than the "
-                        f"{self.settings.max_sync_pods} allowed (max_sync_pods)"
-                    )
-            if problem is not None:
-                session.pods.clear()  # the point of the cap: do not keep holding them
-                log.error("NRI %s; refusing it and ending the connection", problem)
-                session.failed = ttrpc.TtrpcError(ttrpc.RESOURCE_EXHAUSTED, problem)
-                session.synced.set()
-                raise session.failed
-            session.pods.extend(pod_from_proto(p) for p in req.pods)
-            if req.more:
-                return nri_pb2.SynchronizeResponse(more=True).SerializeToString()
-            await self._dispatcher.synchronize(list(session.pods), self._budget(session, ctx))
-            session.synced.set()
-            return nri_pb2.SynchronizeResponse(more=False).SerializeToString()
-
-        async def pod_event(event: PodEvent, pod: PodSandbox, ctx: ttrpc.CallContext) -> bytes:
-            try:
-                await self._dispatcher.pod_event(event, pod, self._budget(session, ctx))
-            except HandlerTimeout as exc:
-                log.error("%s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
-                raise ttrpc.TtrpcError(ttrpc.DEADLINE_EXCEEDED, str(exc)) from exc
-            except Exception as exc:
-                log.warning("%s failed: %s", event, exc, extra={"pod": pod.ref, "podUID": pod.uid})
-                raise ttrpc.TtrpcError(ttrpc.UNKNOWN, str(exc) or type(exc).__name__) from exc
-            return b""  # Empty / *PodSandboxResponse: no fields
-
-        async def state_change(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
-            req = _parse(nri_pb2.StateChangeEvent, payload)
-            event = _STATE_CHANGE_EVENTS.get(req.event)
-            if event is None:  # not subscribed; a runtime may still send it: acknowledge
-                return b""
-            return await pod_event(event, pod_from_proto(req.pod), ctx)
+        def bound(
+            method: Callable[[_Session, bytes, ttrpc.CallContext], Awaitable[bytes]],
+        ) -> ttrpc.Handler:
+            return functools.partial(method, session)
 
         def dedicated(event: PodEvent, cls: type[_PodRequest]) -> ttrpc.Handler:
             async def handle(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
-                return await pod_event(event, pod_from_proto(_parse(cls, payload).pod), ctx)
+                pod = pod_from_proto(_parse(cls, payload).pod)
+                return await self._pod_event(session, event, pod, ctx)
 
             return handle
 
         return {
-            (PLUGIN_SERVICE, "Configure"): configure,
-            (PLUGIN_SERVICE, "Synchronize"): synchronize,
-            (PLUGIN_SERVICE, "StateChange"): state_change,
+            (PLUGIN_SERVICE, "Configure"): bound(self._configure),
+            (PLUGIN_SERVICE, "Synchronize"): bound(self._synchronize),
+            (PLUGIN_SERVICE, "StateChange"): bound(self._state_change),
             (PLUGIN_SERVICE, "RunPodSandbox"): dedicated(
                 PodEvent.RUN, nri_pb2.RunPodSandboxRequest
             ),
@@ -318,6 +273,71 @@ class NRIPlugin:
                 PodEvent.REMOVE, nri_pb2.RemovePodSandboxRequest
             ),
         }
+
+    async def _configure(self, session: _Session, payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+        req = _parse(nri_pb2.ConfigureRequest, payload)
+        session.request_timeout = req.request_timeout / 1000
+        self.runtime = f"{req.runtime_name} {req.runtime_version}".strip()
+        return nri_pb2.ConfigureResponse(events=EVENTS_MASK).SerializeToString()
+
+    async def _synchronize(
+        self, session: _Session, payload: bytes, ctx: ttrpc.CallContext
+    ) -> bytes:
+        req = self._sync_chunk(session, payload)
+        session.pods.extend(pod_from_proto(p) for p in req.pods)
+        if req.more:
+            return nri_pb2.SynchronizeResponse(more=True).SerializeToString()
+        await self._dispatcher.synchronize(list(session.pods), self._budget(session, ctx))
+        session.synced.set()
+        return nri_pb2.SynchronizeResponse(more=False).SerializeToString()
+
+    def _sync_chunk(self, session: _Session, payload: bytes) -> nri_pb2.SynchronizeRequest:
+        """One Synchronize chunk, parsed, unless it takes the Synchronize past a limit."""
+        session.sync_bytes += len(payload)
+        if session.sync_bytes > self.settings.max_sync_bytes:
+            self._refuse_sync(
+                session,
+                f"Synchronize requests total {session.sync_bytes} bytes so far, more than "
+                f"the {self.settings.max_sync_bytes} allowed (max_sync_bytes)",
+            )
+        req = _parse(nri_pb2.SynchronizeRequest, payload)
+        pods = len(session.pods) + len(req.pods)
+        if pods > self.settings.max_sync_pods:
+            self._refuse_sync(
+                session,
+                f"Synchronize lists {pods} pods so far, more than the "
+                f"{self.settings.max_sync_pods} allowed (max_sync_pods)",
+            )
+        return req
+
+    def _refuse_sync(self, session: _Session, problem: str) -> NoReturn:
+        session.pods.clear()  # the point of the cap: do not keep holding them
+        log.error("NRI %s; refusing it and ending the connection", problem)
+        session.failed = ttrpc.TtrpcError(ttrpc.RESOURCE_EXHAUSTED, problem)
+        session.synced.set()
+        raise session.failed
+
+    async def _state_change(
+        self, session: _Session, payload: bytes, ctx: ttrpc.CallContext
+    ) -> bytes:
+        req = _parse(nri_pb2.StateChangeEvent, payload)
+        event = _STATE_CHANGE_EVENTS.get(req.event)
+        if event is None:  # not subscribed; a runtime may still send it: acknowledge
+            return b""
+        return await self._pod_event(session, event, pod_from_proto(req.pod), ctx)
+
+    async def _pod_event(
+        self, session: _Session, event: PodEvent, pod: PodSandbox, ctx: ttrpc.CallContext
+    ) -> bytes:
+        try:
+            await self._dispatcher.pod_event(event, pod, self._budget(session, ctx))
+        except HandlerTimeout as exc:
+            log.error("%s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
+            raise ttrpc.TtrpcError(ttrpc.DEADLINE_EXCEEDED, str(exc)) from exc
+        except Exception as exc:
+            log.warning("%s failed: %s", event, exc, extra={"pod": pod.ref, "podUID": pod.uid})
+            raise ttrpc.TtrpcError(ttrpc.UNKNOWN, str(exc) or type(exc).__name__) from exc
+        return b""  # Empty / *PodSandboxResponse: no fields
 
 
 _PodRequest = (
