@@ -17,11 +17,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from multinet import faults
 from multinet.agent import metrics
-from multinet.agent.contracts import InterfaceMover, PodInfo, Reporter, StateStore
+from multinet.agent.contracts import (
+    AttachOutcome,
+    InterfaceMover,
+    PodInfo,
+    Reporter,
+    StateStore,
+)
 from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
@@ -30,6 +36,17 @@ from multinet.plans import Attachment, AttachPlan
 from multinet.status import DeviceOutcome
 
 log = logging.getLogger(__name__)
+
+
+def _attached(plan: AttachPlan, result: AttachOutcome) -> DeviceOutcome:
+    return DeviceOutcome(
+        plan=plan,
+        ready=True,
+        interface_name=result.ifname,
+        mac=result.mac,
+        ips=result.addresses,
+        message=f"{result.ifname} configured in the pod",
+    )
 
 
 def _describe(plan: AttachPlan) -> str:
@@ -111,29 +128,8 @@ class Attacher:
         results = await asyncio.gather(
             *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
         )
-        failures = [
-            (p, r) for p, r in zip(plans, results, strict=True) if isinstance(r, BaseException)
-        ]
-        if failures:
-            await self._roll_back(
-                pod,
-                [
-                    p
-                    for p, r in zip(plans, results, strict=True)
-                    if not isinstance(r, BaseException)
-                ],
-            )
-            await self._store.forget(p.key for p in plans)
-            for plan in plans:
-                self._pins.unpin(plan.key)
-            metrics.ATTACH_ERRORS.inc(len(failures))
-            outcomes = [
-                DeviceOutcome(plan=p, ready=False, reason="AttachFailed", message=str(err))
-                for p, err in failures
-            ]
-            self._reporter.report(pod, outcomes)
-            detail = "; ".join(f"{_describe(p)}: {err}" for p, err in failures)
-            raise AttachError(f"pod {pod.ref}: {detail}")
+        if any(isinstance(r, BaseException) for r in results):
+            await self._undo(pod, plans, results)
         done = [r for r in results if not isinstance(r, BaseException)]
         faults.crash_point("attach-moved")
         await self._store.record(
@@ -147,20 +143,29 @@ class Attacher:
             len(plans),
             extra={"pod": pod.ref, "podUID": pod.uid, "devices": [p.device for p in plans]},
         )
-        self._reporter.report(
-            pod,
-            [
-                DeviceOutcome(
-                    plan=p,
-                    ready=True,
-                    interface_name=r.ifname,
-                    mac=r.mac,
-                    ips=r.addresses,
-                    message=f"{r.ifname} configured in the pod",
-                )
-                for p, r in zip(plans, done, strict=True)
-            ],
-        )
+        self._reporter.report(pod, [_attached(p, r) for p, r in zip(plans, done, strict=True)])
+
+    async def _undo(
+        self,
+        pod: PodInfo,
+        plans: list[AttachPlan],
+        results: list[AttachOutcome | BaseException],
+    ) -> NoReturn:
+        """Some plans failed: detach those that succeeded, forget them all, fail the sandbox."""
+        pairs = list(zip(plans, results, strict=True))
+        failures = [(p, r) for p, r in pairs if isinstance(r, BaseException)]
+        await self._roll_back(pod, [p for p, r in pairs if not isinstance(r, BaseException)])
+        await self._store.forget(p.key for p in plans)
+        for plan in plans:
+            self._pins.unpin(plan.key)
+        metrics.ATTACH_ERRORS.inc(len(failures))
+        outcomes = [
+            DeviceOutcome(plan=p, ready=False, reason="AttachFailed", message=str(err))
+            for p, err in failures
+        ]
+        self._reporter.report(pod, outcomes)
+        detail = "; ".join(f"{_describe(p)}: {err}" for p, err in failures)
+        raise AttachError(f"pod {pod.ref}: {detail}")
 
     def _links(self, plans: list[AttachPlan]) -> dict[str, dict[str, Any]]:
         """Published facts of the host-device NICs about to leave the host, by plan key."""
