@@ -171,21 +171,52 @@ def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | N
     rt, host_fd = netns.host()
     subject = f"claim {plan.claim} device {plan.device}"
     if plan.mode == "macvlan":
-        try:
-            with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
-                child = pod.get_link(name=plan.pod_ifname)
-                if child is not None and child.kind == "macvlan":
-                    pod.do(pod.del_link(child.index, op=f"delete macvlan {plan.pod_ifname}"))
-        except netns.NetnsGone:
-            return  # the kernel deleted the child together with the namespace
-        except OSError as exc:
-            raise RestoreError(f"{subject}: {exc}") from exc
+        _delete_macvlan(plan, netns_path, subject)
         return
     state = host or plan.host
     if state is None:
         raise RestoreError(f"{subject}: no recorded host state for {plan.host_ifname}")
+    try:
+        moved, problems = _move_home(plan, netns_path, state, host_fd)
+    except netns.NetnsGone:
+        if recover_from_dead_netns(plan, host=state) is Recovery.DEVICE_GONE:
+            raise RestoreError(
+                f"{subject}: {state.ifname} was deleted together with the pod's network namespace"
+            ) from None
+        return
+    try:
+        link, found = home_link(rt, state, plan, moved=moved)
+        problems += found
+        problems += ensure_host_state(rt, link, state)
+    except RestoreError as exc:  # no host link is ours
+        problems.append(f"{exc}; nothing on the host was changed")
+    except OSError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise RestoreError(f"{subject}: restoring {state.ifname}: " + "; ".join(problems))
+
+
+def _delete_macvlan(plan: plans.AttachPlan, netns_path: str, subject: str) -> None:
+    try:
+        with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
+            child = pod.get_link(name=plan.pod_ifname)
+            if child is not None and child.kind == "macvlan":
+                pod.do(pod.del_link(child.index, op=f"delete macvlan {plan.pod_ifname}"))
+    except netns.NetnsGone:
+        return  # the kernel deleted the child together with the namespace
+    except OSError as exc:
+        raise RestoreError(f"{subject}: {exc}") from exc
+
+
+def _move_home(
+    plan: plans.AttachPlan, netns_path: str, state: plans.HostState, host_fd: int
+) -> tuple[Link | None, list[str]]:
+    """Move the plan's interface from the pod to the host under its host name and MTU.
+
+    Returns the link as found in the pod (None when it is not there) and what failed; raises
+    NetnsGone when the namespace is gone.
+    """
     moved: Link | None = None
-    problems: list[str] = []
     try:
         with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
             moved = _find_inside(pod, plan, state)
@@ -200,24 +231,11 @@ def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | N
                     )
                 )
     except netns.NetnsGone:
-        if recover_from_dead_netns(plan, host=state) is Recovery.DEVICE_GONE:
-            raise RestoreError(
-                f"{subject}: {state.ifname} was deleted together with the pod's network namespace"
-            ) from None
-        return
+        raise
     except OSError as exc:
         # It may still have moved, under its pod-side name: `home_link` looks for it there.
-        problems.append(str(exc))
-    try:
-        link, found = home_link(rt, state, plan, moved=moved)
-        problems += found
-        problems += ensure_host_state(rt, link, state)
-    except RestoreError as exc:  # no host link is ours
-        problems.append(f"{exc}; nothing on the host was changed")
-    except OSError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise RestoreError(f"{subject}: restoring {state.ifname}: " + "; ".join(problems))
+        return moved, [str(exc)]
+    return moved, []
 
 
 def recover_from_dead_netns(
