@@ -26,7 +26,22 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         return [_structural(n, defs) for n in node]
     if not isinstance(node, dict):
         return node
-    node = dict(node)
+    out: dict[str, Any] = {}
+    for key, value in _inlined(dict(node), defs).items():
+        if _dropped(key, value):
+            continue
+        if key == "properties":
+            out[key] = {k: _structural(v, defs) for k, v in value.items()}
+        else:
+            out[key] = _structural(value, defs)
+    if out.get("x-kubernetes-preserve-unknown-fields"):
+        out.pop("properties", None)
+    return out
+
+
+def _inlined(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with a ``$ref`` replaced by its definition and an Optional's ``anyOf`` by its one
+    non-null branch (structural schemas have neither)."""
     if "$ref" in node:
         target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
         node = {**target, **node}
@@ -37,21 +52,15 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         node = {**_structural(branches[0], defs), **node}
         if node.get("default", ...) is None:
             del node["default"]
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _DROP:
-            continue
-        if key == "additionalProperties" and value in (False, True):
-            continue  # structural schemas prune unknown fields; properties exclude this key
-        if key == "default" and value in ([], {}, None):
-            continue
-        if key == "properties":
-            out[key] = {k: _structural(v, defs) for k, v in value.items()}
-        else:
-            out[key] = _structural(value, defs)
-    if out.get("x-kubernetes-preserve-unknown-fields"):
-        out.pop("properties", None)
-    return out
+    return node
+
+
+def _dropped(key: str, value: Any) -> bool:
+    if key in _DROP:
+        return True
+    if key == "additionalProperties" and value in (False, True):
+        return True  # structural schemas prune unknown fields; properties exclude this key
+    return key == "default" and value in ([], {}, None)
 
 
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
