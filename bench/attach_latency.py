@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from multinet.netlink import executor, netns, restore
 from multinet.netlink.attach import attach
-from multinet.plans import AttachPlan, ClaimRef, Route
+from multinet.plans import AttachPlan, ClaimRef, HostState, Route
 
 # -- the floor: raw netlink, struct-packed -----------------------------------------------------
 
@@ -97,6 +97,71 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def bench_plan(nic: str) -> AttachPlan:
+    """The host-device plan every path executes: rename, MTU, MAC, two addresses, one route."""
+    return AttachPlan(
+        claim=ClaimRef(namespace="bench", name="claim", uid="bench-uid"),
+        request="nic",
+        pool="node",
+        device="bench-nic",
+        network="bench",
+        mode="host-device",
+        host_ifname=nic,
+        pod_ifname="net1",
+        addresses=("10.77.0.2/24", "10.77.0.3/24"),
+        mtu=1400,
+        mac="02:aa:bb:cc:dd:01",
+        routes=(Route(destination="10.78.0.0/16", gateway="10.77.0.1"),),
+    )
+
+
+def fresh_netns(made: list[str]) -> str:
+    """A new named netns (its name appended to `made`), as its path."""
+    name = f"mnb{secrets.token_hex(3)}"
+    sh(f"ip netns add {name}")
+    made.append(name)
+    return f"/var/run/netns/{name}"
+
+
+def measure(
+    paths: dict[str, Callable[[str], None]],
+    plan: AttachPlan,
+    baseline: HostState | None,
+    runs: int,
+    made: list[str],
+) -> dict[str, list[float]]:
+    """Milliseconds per run of each path, interleaved, each in a fresh netns, detached between."""
+    timings: dict[str, list[float]] = {k: [] for k in paths}
+    for i in range(runs):
+        for label, fn in paths.items():
+            path = fresh_netns(made)
+            started = time.perf_counter()
+            fn(path)
+            timings[label].append((time.perf_counter() - started) * 1e3)
+            restore.detach(plan, path, host=baseline)
+            sh(f"ip netns del {made.pop()}")
+        if (i + 1) % 50 == 0:
+            print(f"  {i + 1}/{runs} runs", file=sys.stderr)
+    return timings
+
+
+def report(timings: dict[str, list[float]], runs: int) -> None:
+    floor50, floor99 = percentile(timings["floor"], 50), percentile(timings["floor"], 99)
+    print(
+        f"attach latency, one host-device (move+rename+MTU, MAC, up, 2 addresses, 1 route), "
+        f"{runs} runs each, ms"
+    )
+    print(f"{'path':8} {'p50':>8} {'p99':>8} {'mean':>8} {'p50/floor':>10} {'p99/floor':>10}")
+    for label, values in timings.items():
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        print(
+            f"{label:8} {p50:8.2f} {p99:8.2f} {statistics.fmean(values):8.2f} "
+            f"{p50 / floor50:10.2f} {p99 / floor99:10.2f}"
+        )
+    overhead = percentile(timings["hook"], 50) - floor50
+    print(f"hook overhead over the floor at p50: {overhead:.2f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -111,30 +176,11 @@ def main() -> int:
         sh(f"ip addr add 100.{64 + n // 256}.{n % 256}.10/24 brd + dev {nic}")
         with open(f"/sys/class/net/{nic}/ifindex") as f:
             ifindex = int(f.read())
-        plan = AttachPlan(
-            claim=ClaimRef(namespace="bench", name="claim", uid="bench-uid"),
-            request="nic",
-            pool="node",
-            device="bench-nic",
-            network="bench",
-            mode="host-device",
-            host_ifname=nic,
-            pod_ifname="net1",
-            addresses=("10.77.0.2/24", "10.77.0.3/24"),
-            mtu=1400,
-            mac="02:aa:bb:cc:dd:01",
-            routes=(Route(destination="10.78.0.0/16", gateway="10.77.0.1"),),
-        )
+        plan = bench_plan(nic)
         host_sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         mover = executor.NetlinkMover()
         loop = asyncio.new_event_loop()
         host_state = None
-
-        def fresh_netns() -> str:
-            name = f"mnb{secrets.token_hex(3)}"
-            sh(f"ip netns add {name}")
-            made.append(name)
-            return f"/var/run/netns/{name}"
 
         def run(path: str) -> None:
             nonlocal host_state
@@ -154,20 +200,10 @@ def main() -> int:
             "ours": run,
             "hook": run_hook,
         }
-        timings: dict[str, list[float]] = {k: [] for k in paths}
-        run(fresh_netns())  # warm-up; also records the host state used for every restore
+        run(fresh_netns(made))  # warm-up; also records the host state used for every restore
         baseline = host_state
         restore.detach(plan, f"/var/run/netns/{made[-1]}", host=baseline)
-        for i in range(args.runs):
-            for label, fn in paths.items():
-                path = fresh_netns()
-                started = time.perf_counter()
-                fn(path)
-                timings[label].append((time.perf_counter() - started) * 1e3)
-                restore.detach(plan, path, host=baseline)
-                sh(f"ip netns del {made.pop()}")
-            if (i + 1) % 50 == 0:
-                print(f"  {i + 1}/{args.runs} runs", file=sys.stderr)
+        timings = measure(paths, plan, baseline, args.runs, made)
         loop.close()
         mover.close()
         host_sock.close()
@@ -176,20 +212,7 @@ def main() -> int:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", nic], capture_output=True)
 
-    floor50, floor99 = percentile(timings["floor"], 50), percentile(timings["floor"], 99)
-    print(
-        f"attach latency, one host-device (move+rename+MTU, MAC, up, 2 addresses, 1 route), "
-        f"{args.runs} runs each, ms"
-    )
-    print(f"{'path':8} {'p50':>8} {'p99':>8} {'mean':>8} {'p50/floor':>10} {'p99/floor':>10}")
-    for label, values in timings.items():
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        print(
-            f"{label:8} {p50:8.2f} {p99:8.2f} {statistics.fmean(values):8.2f} "
-            f"{p50 / floor50:10.2f} {p99 / floor99:10.2f}"
-        )
-    overhead = percentile(timings["hook"], 50) - floor50
-    print(f"hook overhead over the floor at p50: {overhead:.2f} ms")
+    report(timings, args.runs)
     return 0
 
 

@@ -89,6 +89,38 @@ def warnings(core: client.CoreV1Api, namespace: str) -> list[str]:
     return [f"{e.involved_object.name}: {e.reason}: {e.message}" for e in events]
 
 
+def report(
+    rounds: int,
+    starts: list[float],
+    warned: list[str],
+    noisy: list[str],
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> int:
+    """Print the figures; 0 when the NIC came home exact and the node warned of nothing."""
+    print(f"churn: {rounds} rounds of force-delete + immediate replacement, one NIC")
+    print(
+        f"  replacement create -> Running: p50 {percentile(starts, 50):.0f} ms, "
+        f"max {max(starts):.0f} ms, mean {statistics.fmean(starts):.0f} ms"
+    )
+    print(f"  all rounds (ms): {' '.join(f'{s:.0f}' for s in starts)}")
+    # FailedScheduling: the scheduler tried while the old claim still held the NIC, which
+    # is Kubernetes' wait for deallocation; everything else would be the node's (ours).
+    scheduler = [w for w in warned if ": FailedScheduling: " in w]
+    node = [w for w in warned if w not in scheduler]
+    print(f"  Warning Events: {len(node)} from the node, {len(scheduler)} FailedScheduling")
+    for line in node[:10]:
+        print(f"    {line[:240]}")
+    print(f"  agent WARNING/ERROR log lines: {len(noisy)}")
+    for line in noisy[:10]:
+        print(f"    {line[:240]}")
+    exact = after == before
+    print(f"  NIC home and exact after the last round: {'yes' if exact else 'NO'}")
+    if not exact:
+        print(f"    before {before}\n    after  {after}")
+    return 0 if exact and not node else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
@@ -155,27 +187,7 @@ def main() -> int:
         with log.open(errors="replace") as f:
             f.seek(log_offset)
             noisy = [ln.rstrip() for ln in f if " WARNING " in ln or " ERROR " in ln]
-        print(f"churn: {args.rounds} rounds of force-delete + immediate replacement, one NIC")
-        print(
-            f"  replacement create -> Running: p50 {percentile(starts, 50):.0f} ms, "
-            f"max {max(starts):.0f} ms, mean {statistics.fmean(starts):.0f} ms"
-        )
-        print(f"  all rounds (ms): {' '.join(f'{s:.0f}' for s in starts)}")
-        # FailedScheduling: the scheduler tried while the old claim still held the NIC, which
-        # is Kubernetes' wait for deallocation; everything else would be the node's (ours).
-        scheduler = [w for w in warned if ": FailedScheduling: " in w]
-        node = [w for w in warned if w not in scheduler]
-        print(f"  Warning Events: {len(node)} from the node, {len(scheduler)} FailedScheduling")
-        for line in node[:10]:
-            print(f"    {line[:240]}")
-        print(f"  agent WARNING/ERROR log lines: {len(noisy)}")
-        for line in noisy[:10]:
-            print(f"    {line[:240]}")
-        exact = after == before
-        print(f"  NIC home and exact after the last round: {'yes' if exact else 'NO'}")
-        if not exact:
-            print(f"    before {before}\n    after  {after}")
-        return 0 if exact and not node else 1
+        return report(args.rounds, starts, warned, noisy, before, after)
     finally:
         say("cleaning up")
         _cleanup(core, custom, namespace, network)
