@@ -103,6 +103,48 @@ class Watching:
         return time.monotonic()
 
 
+def add_veths(ns_a: str, ns_b: str, count: int) -> None:
+    """`count` veths in `ns_a`, their peers in `ns_b`, in one `ip -batch`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".batch") as batch:
+        for i in range(count):
+            batch.write(f"link add bn{i:04d} type veth peer name bp{i:04d} netns {ns_b}\n")
+        batch.flush()
+        sh("ip", "-n", ns_a, "-batch", batch.name)
+
+
+async def hotplug(
+    publisher: Watching, ns_a: str, ns_b: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """Milliseconds from adding (then deleting) a veth in `ns_a` to a publish that shows it."""
+    add_ms, del_ms = [], []
+    for r in range(runs):
+        name = f"bx{r:04d}"
+        t0 = time.monotonic()
+        peer = f"by{r:04d}"
+        sh(
+            "ip",
+            "-n",
+            ns_a,
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "netns",
+            ns_b,
+        )
+        t1 = await publisher.until(lambda names, n=name: n in names)
+        add_ms.append((t1 - t0) * 1000)
+        t0 = time.monotonic()
+        sh("ip", "-n", ns_a, "link", "del", name)
+        t1 = await publisher.until(lambda names, n=name: n not in names)
+        del_ms.append((t1 - t0) * 1000)
+    return add_ms, del_ms
+
+
 async def bench(
     count: int, runs: int, kubeconfig: str | None, node: str | None
 ) -> dict[str, object]:
@@ -112,11 +154,7 @@ async def bench(
     sh("ip", "netns", "add", ns_b)
     api = None
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".batch") as batch:
-            for i in range(count):
-                batch.write(f"link add bn{i:04d} type veth peer name bp{i:04d} netns {ns_b}\n")
-            batch.flush()
-            sh("ip", "-n", ns_a, "-batch", batch.name)
+        add_veths(ns_a, ns_b, count)
         if kubeconfig:
             from multinet.kube.client import api_client
             from multinet.kube.slices import SlicePublisher
@@ -136,31 +174,7 @@ async def bench(
         rss_after_start = rss_kib()
         assert plan.device_count == count, plan.device_count
         runner = asyncio.create_task(loop.run())
-        add_ms, del_ms = [], []
-        for r in range(runs):
-            name = f"bx{r:04d}"
-            t0 = time.monotonic()
-            sh(
-                "ip",
-                "-n",
-                ns_a,
-                "link",
-                "add",
-                name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"by{r:04d}",
-                "netns",
-                ns_b,
-            )
-            t1 = await publisher.until(lambda names, n=name: n in names)
-            add_ms.append((t1 - t0) * 1000)
-            t0 = time.monotonic()
-            sh("ip", "-n", ns_a, "link", "del", name)
-            t1 = await publisher.until(lambda names, n=name: n not in names)
-            del_ms.append((t1 - t0) * 1000)
+        add_ms, del_ms = await hotplug(publisher, ns_a, ns_b, runs)
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
         await inv.close()
