@@ -99,48 +99,52 @@ def link_view(ifname: str, netns: str | None = None) -> dict[str, Any]:
         "master": link.get("master"),
         "addrgenmode": details.get("inet6_addr_gen_mode"),
         "addresses": [
-            (
-                a["local"],
-                a["prefixlen"],
-                a.get("broadcast"),
-                a.get("secondary", False),
-                a.get("label") if a.get("label") != link["ifname"] else None,
-                tuple(f for f in _ADDRESS_FLAGS[1:] if a.get(f)),
-                a.get("scope"),
-            )
+            _address_view(a, link["ifname"])
             for a in link.get("addr_info", [])
             if a["local"] != kernel_ll
         ],
         "routes": sorted(
-            (
-                (
-                    r["dst"],
-                    r.get("gateway"),
-                    r.get("metric"),
-                    r.get("protocol"),
-                    r.get("table", "main"),
-                    r.get("type", "unicast"),
-                    r.get("scope", "global"),
-                    tuple(f for f in r.get("flags", []) if f not in ("linkdown", "dead")),
-                    r.get("prefsrc"),
-                    r.get("pref"),
-                    json.dumps(r.get("metrics"), sort_keys=True),
-                    tuple(
-                        (
-                            h.get("gateway"),
-                            h.get("dev"),
-                            h.get("weight"),
-                            tuple(f for f in h.get("flags", []) if f not in ("linkdown", "dead")),
-                        )
-                        for h in r.get("nexthops", [])
-                    ),
-                )
-                for r in mine
-                if r.get("protocol") not in _KERNEL_ROUTE_PROTOCOLS
-            ),
+            (_route_view(r) for r in mine if r.get("protocol") not in _KERNEL_ROUTE_PROTOCOLS),
             key=repr,
         ),
     }
+
+
+def _address_view(a: dict[str, Any], ifname: str) -> tuple[Any, ...]:
+    return (
+        a["local"],
+        a["prefixlen"],
+        a.get("broadcast"),
+        a.get("secondary", False),
+        a.get("label") if a.get("label") != ifname else None,
+        tuple(f for f in _ADDRESS_FLAGS[1:] if a.get(f)),
+        a.get("scope"),
+    )
+
+
+def _route_view(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        r["dst"],
+        r.get("gateway"),
+        r.get("metric"),
+        r.get("protocol"),
+        r.get("table", "main"),
+        r.get("type", "unicast"),
+        r.get("scope", "global"),
+        _flags(r),
+        r.get("prefsrc"),
+        r.get("pref"),
+        json.dumps(r.get("metrics"), sort_keys=True),
+        tuple(
+            (h.get("gateway"), h.get("dev"), h.get("weight"), _flags(h))
+            for h in r.get("nexthops", [])
+        ),
+    )
+
+
+def _flags(route_or_hop: dict[str, Any]) -> tuple[str, ...]:
+    """Its flags without those that follow the link's carrier (not part of the route)."""
+    return tuple(f for f in route_or_hop.get("flags", []) if f not in ("linkdown", "dead"))
 
 
 def has_link(ifname: str, netns: str | None = None) -> bool:
