@@ -24,9 +24,9 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient
 
 from multinet.agent.attach import Attacher
+from multinet.agent.contracts import EventSink
 from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
-from multinet.agent.ports import EventSink
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.publish import PublishLoop
 from multinet.agent.release import Releaser
@@ -36,7 +36,6 @@ from multinet.checkpoint import Checkpoint, Quarantined
 from multinet.devices.facts import from_facts
 from multinet.devices.model import Link
 from multinet.errors import MultinetError
-from multinet.health import HealthServer
 from multinet.kube.client import api_client
 from multinet.kube.events import EventRecorder, node_ref
 from multinet.kube.ipam import Reservations
@@ -44,13 +43,14 @@ from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
 from multinet.kube.slices import SlicePublisher
 from multinet.kube.status import StatusWriter
-from multinet.kubelet.health import DeviceHealthServicer
+from multinet.kubelet.device_health import DeviceHealthServicer
 from multinet.kubelet.server import KubeletPlugin
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.netlink.inventory import Inventory
 from multinet.nri.plugin import NRIPlugin, PluginSettings
 from multinet.plans import Attachment, AttachPlan
+from multinet.probes import HealthServer
 
 log = logging.getLogger("multinet.agent")
 
