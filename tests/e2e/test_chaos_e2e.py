@@ -80,6 +80,7 @@ class Figures:
     recoveries: int = 0
     recovery_seconds: list[float] = field(default_factory=list)  # create -> all pods Running
     cleanup_seconds: list[float] = field(default_factory=list)  # delete -> checkpoint empty
+    controller_restarts: int = 0  # after it stepped down during an apiserver outage
     warnings: Counter[str] = field(default_factory=Counter)
 
     def report(self) -> str:
@@ -90,8 +91,8 @@ class Figures:
         return (
             f"chaos (seed {SEED}): {self.cycles} cycles, {sum(self.faults.values())} faults "
             f"({kinds}); recovered {self.recoveries}; max create -> all pods Running "
-            f"{worst:.1f} s; max delete -> node clean {clean:.1f} s; "
-            f"Warning Events by reason: {events}"
+            f"{worst:.1f} s; max delete -> node clean {clean:.1f} s; controller restarted "
+            f"after stepping down {self.controller_restarts}x; Warning Events by reason: {events}"
         )
 
 
@@ -201,6 +202,7 @@ class Chaos:
             self.cluster.stop_apiserver()
             time.sleep(OUTAGE)  # the outage itself: nothing to wait for
             self.cluster.start_apiserver()
+            self.restart_controller_if_it_stepped_down()
         if fault in ("agent-kill-restore", "agent-kill-unprepare"):
             assert crash
             self.restart_agent_crashing_at(crash)
@@ -285,6 +287,14 @@ class Chaos:
         )["items"]
         self.figures.warnings.update(e["reason"] for e in items)
 
+    def restart_controller_if_it_stepped_down(self) -> None:
+        """The controller steps down (exits) when it cannot renew its Lease for 10 s, as
+        Kubernetes' own controllers do; its Deployment restarts it. Here nothing would, so the
+        suite does, and counts it."""
+        if not self.cluster.processes.alive(deployment.CONTROLLER):
+            deployment.start_controller(self.cluster)
+            self.figures.controller_restarts += 1
+
     def close(self) -> None:
         self.cluster.kubectl(
             "delete", "podnetwork", self.hd, self.mv, "--ignore-not-found", "--wait=false"
@@ -302,6 +312,7 @@ def chaos(multinet: Cluster, e2e_namespace: str, make_nic: Any) -> Iterator[Chao
             deployment.wait_agent_ready(multinet)
         if not multinet.is_up():
             multinet.start_apiserver()
+        it.restart_controller_if_it_stepped_down()  # later tests need it
         it.close()
 
 
