@@ -2,15 +2,18 @@
 
 Cases: host-device attach with the configured name, MTU and addresses (claim status, checkpoint,
 restore on delete); the agent SIGKILLed and restarted while the pod runs, then the delete still
-restores; two pods sharing one NIC in macvlan mode get distinct pool addresses; a bad claim
-config is a pod Event naming the field; a host-network pod asking for a device is refused.
+restores; a pod deleted while the agent is down gets its NIC back through the pin; two pods
+sharing one NIC in macvlan mode get distinct pool addresses; a bad claim config is a pod Event
+naming the field; a host-network pod asking for a device is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,31 +224,42 @@ def test_host_network_pod_is_refused_with_a_clear_error(
     assert host_link(nic.name) == before
 
 
-def test_pod_deleted_while_the_agent_is_down_releases_the_claim(
+def test_pod_deleted_while_the_agent_is_down_gets_its_nic_back(
     multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
 ) -> None:
-    """StopPodSandbox is missed; the netns dies with the veth inside (the kernel deletes a
-    virtual device with its netns). Back up, the agent reports the device gone, forgets the
-    attachment and lets the claim be unprepared, so the pod's deletion completes."""
+    """StopPodSandbox is missed and the runtime tears the sandbox down while the agent is dead.
+    Without a pin the netns would die with the veth inside (the kernel deletes a virtual device
+    with its netns); the agent's pin (a bind mount that outlives the agent) keeps it. Back up,
+    the agent brings the NIC home exactly through the pin, forgets the attachment and lets the
+    claim be unprepared, so the pod's deletion completes."""
     nic = make_nic(prefix="e2d", addresses=("198.51.100.51/24",))
+    before = host_link(nic.name)
     net = _network(multinet, interfaces={"names": [nic.name]}, interfaceName="net1")
     network_cleanup.append(net)
     apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
     wait_running(multinet, e2e_namespace, "app")
     claim_uid = get(multinet, "resourceclaim", "nic", e2e_namespace)["metadata"]["uid"]
+    [netns] = [
+        a["netns"]
+        for a in _checkpoint(multinet)["attachments"].values()
+        if a["pod"] == f"{e2e_namespace}/app"
+    ]
 
     deployment.stop_agent(multinet, kill=True)
     try:
         multinet.kubectl("delete", "pod", "app", "-n", e2e_namespace, "--wait=false")
         wait_for(
-            lambda: host_link(nic.peer) is None,
+            lambda: not Path(netns).exists(),
             timeout=60,
-            what="the pod's netns (with the veth inside) to be torn down",
+            what="the runtime to tear the pod's netns down",
         )
+        assert host_link(nic.peer) is not None  # the pinned netns keeps the veth alive
     finally:
         deployment.start_agent(multinet)
         deployment.wait_agent_ready(multinet)
 
+    after = wait_for(lambda: host_link(nic.name), timeout=60, what=f"{nic.name} back on the host")
+    assert after == before
     wait_for(
         lambda: (
             "NotFound"
@@ -257,6 +271,8 @@ def test_pod_deleted_while_the_agent_is_down_releases_the_claim(
     state = _checkpoint(multinet)
     assert claim_uid not in state["claims"]
     assert not [a for a in state["attachments"].values() if a["pod"] == f"{e2e_namespace}/app"]
+    pins = deployment.agent_state_dir(multinet) / "pins"
+    assert not [p for p in pins.iterdir() if os.path.ismount(p)]
 
 
 def test_attach_failure_fails_the_sandbox_naming_claim_and_device(
