@@ -12,6 +12,8 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,15 +28,48 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True)
 
 
-def test_pinned_netns_keeps_the_interface_until_unpinned(tmp_path: Path) -> None:
-    ns = f"mnpin{secrets.token_hex(3)}"
-    host_end, pod_end = f"mnpin{secrets.token_hex(3)}", f"mnpip{secrets.token_hex(3)}"
-    assert _ip("netns", "add", ns).returncode == 0
+@dataclass
+class PodNetns:
+    """A netns with one end of a veth pair inside, as a pod holding our interface."""
+
+    name: str
+    host_end: str
+    pod_end: str
+
+    @property
+    def path(self) -> str:
+        return f"/var/run/netns/{self.name}"
+
+
+@pytest.fixture
+def pod_netns() -> Iterator[PodNetns]:
+    it = PodNetns(
+        f"mnpin{secrets.token_hex(3)}",
+        f"mnpin{secrets.token_hex(3)}",
+        f"mnpip{secrets.token_hex(3)}",
+    )
+    assert _ip("netns", "add", it.name).returncode == 0
+    try:
+        add = _ip("link", "add", it.host_end, "type", "veth", "peer", "name", it.pod_end)
+        assert add.returncode == 0
+        assert _ip("link", "set", it.pod_end, "netns", it.name).returncode == 0
+        yield it
+    finally:
+        _ip("netns", "del", it.name)
+        _ip("link", "del", it.host_end)
+
+
+def test_pinned_netns_keeps_the_interface_until_unpinned(
+    tmp_path: Path, pod_netns: PodNetns
+) -> None:
+    ns, host_end, pod_end, path = (
+        pod_netns.name,
+        pod_netns.host_end,
+        pod_netns.pod_end,
+        pod_netns.path,
+    )
     pins = NetnsPins(tmp_path / "pins")
     try:
-        assert _ip("link", "add", host_end, "type", "veth", "peer", "name", pod_end).returncode == 0
-        assert _ip("link", "set", pod_end, "netns", ns).returncode == 0
-        path = f"/var/run/netns/{ns}"
         pins.pin("claim/req/dev", path)
         assert pins.path("claim/req/dev", path) == path  # still mounted: its own path
 
@@ -58,8 +93,6 @@ def test_pinned_netns_keeps_the_interface_until_unpinned(tmp_path: Path) -> None
         assert len(pins) == 0
     finally:
         pins.unpin("claim/req/dev")
-        _ip("netns", "del", ns)
-        _ip("link", "del", host_end)
 
 
 _PIN_AND_DIE = """
@@ -71,15 +104,10 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_pin_outlives_the_agent_that_made_it(tmp_path: Path) -> None:
-    ns = f"mnpin{secrets.token_hex(3)}"
-    host_end, pod_end = f"mnpin{secrets.token_hex(3)}", f"mnpip{secrets.token_hex(3)}"
-    assert _ip("netns", "add", ns).returncode == 0
+def test_a_pin_outlives_the_agent_that_made_it(tmp_path: Path, pod_netns: PodNetns) -> None:
+    ns, host_end, path = pod_netns.name, pod_netns.host_end, pod_netns.path
     pins = NetnsPins(tmp_path / "pins")
     try:
-        assert _ip("link", "add", host_end, "type", "veth", "peer", "name", pod_end).returncode == 0
-        assert _ip("link", "set", pod_end, "netns", ns).returncode == 0
-        path = f"/var/run/netns/{ns}"
         crashed = subprocess.run(
             [sys.executable, "-c", _PIN_AND_DIE, str(tmp_path / "pins"), "k/r/d", path]
         )
@@ -96,8 +124,6 @@ def test_a_pin_outlives_the_agent_that_made_it(tmp_path: Path) -> None:
         )
     finally:
         pins.unpin("k/r/d")
-        _ip("netns", "del", ns)
-        _ip("link", "del", host_end)
 
 
 def test_unknown_key_resolves_to_the_netns_path(tmp_path: Path) -> None:
