@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from multinet import plans
-from multinet.errors import AttachError, RestoreError
+from multinet.errors import AttachError
 from multinet.netlink import hoststate, netns, restore, steps
 from multinet.netlink.rtnl import Link, Rtnl, RtnlError
 
@@ -102,7 +102,7 @@ def _host_device(
         inside = _lookup(pod, plan.pod_ifname)
         _configure_inside(pod, inside.index, plan, mac=plan.mac)
     except Exception as exc:
-        undo = _give_back(rt, host_fd, pod, plan, before)
+        undo = restore.bring_home(rt, host_fd, pod, plan, before)  # the steps of a detach
         raise AttachError(_failure(subject, exc, undo)) from exc
     mac = steps.normalize_mac(plan.mac or inside.mac)
     return AttachResult(inside.index, plan.pod_ifname, mac, plan.addresses, host=before)
@@ -166,43 +166,6 @@ def _configure_inside(pod: Rtnl, index: int, plan: plans.AttachPlan, *, mac: str
     for err in pod.batch(reqs):
         if err is not None:
             raise err
-
-
-def _give_back(
-    rt: Rtnl, host_fd: int, pod: Rtnl, plan: plans.AttachPlan, before: plans.HostState
-) -> list[str]:
-    """Undo a partial host-device attach; returns what could not be undone.
-
-    The pod is searched first: a NIC found there is not home, whatever link bears its name on
-    the host (a stranger may have taken the name, and even the index). Only a host link proven
-    ours is then restored (`restore.home_link`); a stranger is left untouched."""
-    problems: list[str] = []
-    moved: Link | None = None
-    try:
-        for cand in (pod.get_link(name=plan.pod_ifname), pod.get_link(index=before.ifindex)):
-            if cand is not None and restore.is_same_device(cand, before, plan):
-                moved = cand
-                pod.do(
-                    pod.set_link(
-                        cand.index,
-                        netns_fd=host_fd,
-                        name=before.ifname,
-                        mtu=before.mtu,
-                        op=f"move {cand.name} back to the host",
-                    )
-                )
-                break
-    except OSError as exc:  # it may still have moved, under its pod-side name
-        problems.append(str(exc))
-    try:
-        home, found = restore.home_link(rt, before, plan, moved=moved)
-        problems += found
-        problems += restore.ensure_host_state(rt, home, before)
-    except RestoreError as exc:  # no host link is ours
-        problems.append(f"{exc}; nothing on the host was changed")
-    except OSError as exc:
-        problems.append(str(exc))
-    return problems
 
 
 def _failure(subject: str, exc: BaseException, undo: list[str]) -> str:

@@ -177,21 +177,16 @@ def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | N
     if state is None:
         raise RestoreError(f"{subject}: no recorded host state for {plan.host_ifname}")
     try:
-        moved, problems = _move_home(plan, netns_path, state, host_fd)
+        with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
+            problems = bring_home(rt, host_fd, pod, plan, state)
     except netns.NetnsGone:
         if recover_from_dead_netns(plan, host=state) is Recovery.DEVICE_GONE:
             raise RestoreError(
                 f"{subject}: {state.ifname} was deleted together with the pod's network namespace"
             ) from None
         return
-    try:
-        link, found = home_link(rt, state, plan, moved=moved)
-        problems += found
-        problems += ensure_host_state(rt, link, state)
-    except RestoreError as exc:  # no host link is ours
-        problems.append(f"{exc}; nothing on the host was changed")
-    except OSError as exc:
-        problems.append(str(exc))
+    except OSError as exc:  # the namespace could not be entered: what is on the host is ours
+        problems = [str(exc), *_restore_home(rt, plan, state, None)]
     if problems:
         raise RestoreError(f"{subject}: restoring {state.ifname}: " + "; ".join(problems))
 
@@ -208,34 +203,45 @@ def _delete_macvlan(plan: plans.AttachPlan, netns_path: str, subject: str) -> No
         raise RestoreError(f"{subject}: {exc}") from exc
 
 
-def _move_home(
-    plan: plans.AttachPlan, netns_path: str, state: plans.HostState, host_fd: int
-) -> tuple[Link | None, list[str]]:
-    """Move the plan's interface from the pod to the host under its host name and MTU.
+def bring_home(
+    rt: Rtnl, host_fd: int, pod: Rtnl, plan: plans.AttachPlan, state: plans.HostState
+) -> list[str]:
+    """Move the plan's interface from the pod (an open socket in its namespace) to the host
+    under its host name and MTU, and restore it there; returns what failed.
 
-    Returns the link as found in the pod (None when it is not there) and what failed; raises
-    NetnsGone when the namespace is gone.
-    """
+    The pod is searched first: a NIC found there is not home, whatever link bears its name on
+    the host (a stranger may have taken the name, and even the index). Only a host link proven
+    ours is then restored (`home_link`); a stranger is left untouched."""
     moved: Link | None = None
+    problems: list[str] = []
     try:
-        with netns.opened(netns_path) as fd, netns.socket_in(fd) as pod:
-            moved = _find_inside(pod, plan, state)
-            if moved is not None:
-                pod.do(
-                    pod.set_link(
-                        moved.index,
-                        netns_fd=host_fd,
-                        name=state.ifname,
-                        mtu=state.mtu,
-                        op=f"move {moved.name} back to the host as {state.ifname}",
-                    )
+        moved = _find_inside(pod, plan, state)
+        if moved is not None:
+            pod.do(
+                pod.set_link(
+                    moved.index,
+                    netns_fd=host_fd,
+                    name=state.ifname,
+                    mtu=state.mtu,
+                    op=f"move {moved.name} back to the host as {state.ifname}",
                 )
-    except netns.NetnsGone:
-        raise
+            )
     except OSError as exc:
         # It may still have moved, under its pod-side name: `home_link` looks for it there.
-        return moved, [str(exc)]
-    return moved, []
+        problems.append(str(exc))
+    return problems + _restore_home(rt, plan, state, moved)
+
+
+def _restore_home(
+    rt: Rtnl, plan: plans.AttachPlan, state: plans.HostState, moved: Link | None
+) -> list[str]:
+    try:
+        link, found = home_link(rt, state, plan, moved=moved)
+        return found + ensure_host_state(rt, link, state)
+    except RestoreError as exc:  # no host link is ours
+        return [f"{exc}; nothing on the host was changed"]
+    except OSError as exc:
+        return [str(exc)]
 
 
 def recover_from_dead_netns(
