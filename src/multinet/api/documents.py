@@ -34,6 +34,7 @@ def cut_deep(text: str, max_depth: int) -> str:
     out: list[str] = []
     depth = 0
     copied = 0  # text[copied:i] is still to be copied
+    cutting = False  # inside a subtree that opened below max_depth: copy nothing
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -42,16 +43,16 @@ def cut_deep(text: str, max_depth: int) -> str:
             continue
         if c in "[{":
             depth += 1
-            if depth > max_depth:
-                out.append(text[copied:i])
-                out.append(json.dumps(TOO_DEEP))
-                i = copied = _container_end(text, i)
-                depth -= 1
-                continue
+            if depth == max_depth + 1 and not cutting:
+                out += [text[copied:i], json.dumps(TOO_DEEP)]
+                cutting = True
         elif c in "]}":
+            if depth == max_depth + 1 and cutting:
+                copied, cutting = i + 1, False
             depth -= 1
         i += 1
-    out.append(text[copied:])
+    if not cutting:
+        out.append(text[copied:])
     return "".join(out)
 
 
@@ -67,23 +68,4 @@ def _string_end(text: str, i: int) -> int:
             return i + 1
         else:
             i += 1
-    return n
-
-
-def _container_end(text: str, i: int) -> int:
-    """Index after the array or object that opens at text[i], nested ones included."""
-    depth = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            i = _string_end(text, i)
-            continue
-        if c in "[{":
-            depth += 1
-        elif c in "]}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
     return n
