@@ -26,14 +26,14 @@ import sys
 import time
 from typing import Any
 
-from kubernetes import client, config
-from localcluster import multinet as deployment
-from localcluster import up
+from kubernetes import client
 from pod_startup import (
     PodWatch,
     _cleanup,
     agent_log,
+    connect,
     network_ready,
+    parent_nic,
     percentile,
     pod_body,
     sh,
@@ -128,70 +128,76 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    cluster = up(say=say)
-    deployment.deploy(cluster, say=say)
-    config.load_kube_config(str(cluster.kubeconfig))
-    core, custom = client.CoreV1Api(), client.CustomObjectsApi()
+    cluster, core, custom = connect(say)
     tag = secrets.token_hex(3)
-    namespace, network, nic = f"churn-{tag}", f"churn-{tag}", f"mnch{tag}"
-    sh("ip", "link", "add", nic, "type", "veth", "peer", "name", f"{nic}p")
-    try:
+    namespace, network = f"churn-{tag}", f"churn-{tag}"
+    with parent_nic() as nic:
         sh("ip", "addr", "add", "198.51.100.51/24", "dev", nic)
-        sh("ip", "link", "set", f"{nic}p", "up")
-        sh("ip", "link", "set", nic, "up")
-        before = nic_view(nic)
-        core.create_namespace({"metadata": {"name": namespace}})
-        custom.create_cluster_custom_object(
-            "multinetwork.networking.k8s.io",
-            "v1alpha1",
-            "podnetworks",
-            {
-                "apiVersion": "multinetwork.networking.k8s.io/v1alpha1",
-                "kind": "PodNetwork",
-                "metadata": {"name": network},
-                "spec": {
-                    "provider": "multinet.dev",
-                    "parameters": {"interfaces": {"names": [nic]}, "interfaceName": "net1"},
-                },
+        try:
+            return rounds(cluster, core, custom, namespace, network, nic, args)
+        finally:
+            say("cleaning up")
+            _cleanup(core, custom, namespace, network)
+
+
+def rounds(
+    cluster: Any,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    network: str,
+    nic: str,
+    args: argparse.Namespace,
+) -> int:
+    before = nic_view(nic)
+    core.create_namespace({"metadata": {"name": namespace}})
+    custom.create_cluster_custom_object(
+        "multinetwork.networking.k8s.io",
+        "v1alpha1",
+        "podnetworks",
+        {
+            "apiVersion": "multinetwork.networking.k8s.io/v1alpha1",
+            "kind": "PodNetwork",
+            "metadata": {"name": network},
+            "spec": {
+                "provider": "multinet.dev",
+                "parameters": {"interfaces": {"names": [nic]}, "interfaceName": "net1"},
             },
-        )
-        _wait_until("PodNetwork Ready", 60, lambda: network_ready(custom, network))
-        custom.create_namespaced_custom_object(
-            "resource.k8s.io",
-            "v1",
-            namespace,
-            "resourceclaimtemplates",
-            template_body("nic", network),
-        )
-        log = agent_log(cluster)
-        log_offset = log.stat().st_size
-        starts: list[float] = []
-        with PodWatch(core, namespace) as pods:
-            core.create_namespaced_pod(namespace, replacement_body("app-000", "nic"))
-            _wait_until("the first pod Running", args.timeout, lambda: "app-000" in pods.running)
-            for n in range(1, args.rounds + 1):
-                old, new = f"app-{n - 1:03d}", f"app-{n:03d}"
-                core.delete_namespaced_pod(old, namespace, grace_period_seconds=0)
-                created = time.monotonic()
-                core.create_namespaced_pod(namespace, replacement_body(new, "nic"))
-                with pods.changed:
-                    ok = pods.changed.wait_for(lambda n=new: n in pods.running, args.timeout)
-                if not ok:
-                    raise TimeoutError(f"round {n}: {new} not Running after {args.timeout:g} s")
-                starts.append((pods.running[new] - created) * 1e3)
-                say(f"round {n}: {new} Running {starts[-1]:.0f} ms after its create call")
-            last = f"app-{args.rounds:03d}"
-            core.delete_namespaced_pod(last, namespace, grace_period_seconds=1)
-        after = _wait_until("the NIC back on the host", 60, lambda: nic_view(nic))
-        warned = warnings(core, namespace)
-        with log.open(errors="replace") as f:
-            f.seek(log_offset)
-            noisy = [ln.rstrip() for ln in f if " WARNING " in ln or " ERROR " in ln]
-        return report(args.rounds, starts, warned, noisy, before, after)
-    finally:
-        say("cleaning up")
-        _cleanup(core, custom, namespace, network)
-        subprocess.run(["ip", "link", "del", nic], capture_output=True)
+        },
+    )
+    _wait_until("PodNetwork Ready", 60, lambda: network_ready(custom, network))
+    custom.create_namespaced_custom_object(
+        "resource.k8s.io",
+        "v1",
+        namespace,
+        "resourceclaimtemplates",
+        template_body("nic", network),
+    )
+    log = agent_log(cluster)
+    log_offset = log.stat().st_size
+    starts: list[float] = []
+    with PodWatch(core, namespace) as pods:
+        core.create_namespaced_pod(namespace, replacement_body("app-000", "nic"))
+        _wait_until("the first pod Running", args.timeout, lambda: "app-000" in pods.running)
+        for n in range(1, args.rounds + 1):
+            old, new = f"app-{n - 1:03d}", f"app-{n:03d}"
+            core.delete_namespaced_pod(old, namespace, grace_period_seconds=0)
+            created = time.monotonic()
+            core.create_namespaced_pod(namespace, replacement_body(new, "nic"))
+            with pods.changed:
+                ok = pods.changed.wait_for(lambda n=new: n in pods.running, args.timeout)
+            if not ok:
+                raise TimeoutError(f"round {n}: {new} not Running after {args.timeout:g} s")
+            starts.append((pods.running[new] - created) * 1e3)
+            say(f"round {n}: {new} Running {starts[-1]:.0f} ms after its create call")
+        last = f"app-{args.rounds:03d}"
+        core.delete_namespaced_pod(last, namespace, grace_period_seconds=1)
+    after = _wait_until("the NIC back on the host", 60, lambda: nic_view(nic))
+    warned = warnings(core, namespace)
+    with log.open(errors="replace") as f:
+        f.seek(log_offset)
+        noisy = [ln.rstrip() for ln in f if " WARNING " in ln or " ERROR " in ln]
+    return report(args.rounds, starts, warned, noisy, before, after)
 
 
 if __name__ == "__main__":

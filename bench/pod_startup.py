@@ -415,6 +415,14 @@ def agent_log(cluster: Cluster) -> Path:
     return cluster.log_dir / f"{deployment.AGENT}.log"
 
 
+def connect(say: Any) -> tuple[Cluster, client.CoreV1Api, client.CustomObjectsApi]:
+    """The local cluster (started if needed) with multinet deployed, and API clients for it."""
+    cluster = up(say=say)
+    deployment.deploy(cluster, say=say)
+    config.load_kube_config(str(cluster.kubeconfig))
+    return cluster, client.CoreV1Api(), client.CustomObjectsApi()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=50)
@@ -423,10 +431,7 @@ def main() -> int:
     # SIGTERM (e.g. make interrupted) must still run the cleanup below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    cluster = up(say=say)
-    deployment.deploy(cluster, say=say)
-    config.load_kube_config(str(cluster.kubeconfig))
-    core, custom = client.CoreV1Api(), client.CustomObjectsApi()
+    cluster, core, custom = connect(say)
     tag = secrets.token_hex(3)
     namespace, network = f"bench-{tag}", f"bench-{tag}"
     subnet = f"10.249.{secrets.randbelow(256)}.0/24"
