@@ -21,7 +21,7 @@ from multinet.api import names
 log = logging.getLogger(__name__)
 
 CLUSTER_SCOPED_NAMESPACE = "default"
-COMPONENT = "multinet-node-agent"
+COMPONENT = f"{names.DRIVER}/node-agent"  # as the conflict Events always said
 
 EventType = Literal["Normal", "Warning"]
 
@@ -67,7 +67,7 @@ def event_body(
         "reason": reason,
         "message": message[:1024],  # the apiserver caps Event messages; keep the start
         "source": {"component": COMPONENT, "host": host},
-        "reportingComponent": f"{names.DRIVER}/{COMPONENT}",
+        "reportingComponent": COMPONENT,
         "reportingInstance": host,
         "firstTimestamp": now,
         "lastTimestamp": now,

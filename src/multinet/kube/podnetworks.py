@@ -11,7 +11,6 @@ nobody.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,13 +20,12 @@ from kubernetes_asyncio import client
 from multinet.api import names
 from multinet.devices import networks
 from multinet.devices.binding import DeviceConflict, NetworkSelector
-from multinet.kube import watching
+from multinet.kube import events, watching
 from multinet.kube.errors import ApiError, translated
 from multinet.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-EVENT_NAMESPACE = "default"  # events of cluster-scoped objects live here
 CONFLICT_REASON = "DeviceConflict"
 PODNETWORKS = watching.Resource(names.GROUP, names.VERSION, names.PLURAL)
 
@@ -134,7 +132,8 @@ class PodNetworkWatcher:
                 try:
                     with translated(f"conflict Event on PodNetwork {network}"):
                         await self._core.create_namespaced_event(
-                            EVENT_NAMESPACE, self._event(conflict, network, uids.get(network, ""))
+                            events.CLUSTER_SCOPED_NAMESPACE,
+                            self._event(conflict, network, uids.get(network, "")),
                         )
                     created += 1
                 except ApiError as exc:  # an Event is a courtesy: log, never fail publishing
@@ -147,29 +146,13 @@ class PodNetworkWatcher:
         return created
 
     def _event(self, conflict: DeviceConflict, network: str, uid: str) -> dict[str, Any]:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         others = ", ".join(n for n in conflict.networks if n != network)
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{network}.", "namespace": EVENT_NAMESPACE},
-            "involvedObject": {
-                "apiVersion": names.API_VERSION,
-                "kind": names.KIND,
-                "name": network,
-                "uid": uid,
-            },
-            "reason": CONFLICT_REASON,
-            "type": "Warning",
-            "message": (
-                f"interface {conflict.ifname} (device {conflict.device}) on node {self.node_name} "
-                f"is selected by PodNetworks {', '.join(conflict.networks)}; it is bound to none "
-                f"of them until only one selects it (also selected by: {others})"
-            ),
-            "source": {"component": f"{names.DRIVER}/node-agent", "host": self.node_name},
-            "reportingComponent": f"{names.DRIVER}/node-agent",
-            "reportingInstance": self.node_name,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        return events.event_body(
+            events.ObjectRef(names.API_VERSION, names.KIND, network, None, uid),
+            "Warning",
+            CONFLICT_REASON,
+            f"interface {conflict.ifname} (device {conflict.device}) on node {self.node_name} "
+            f"is selected by PodNetworks {', '.join(conflict.networks)}; it is bound to none "
+            f"of them until only one selects it (also selected by: {others})",
+            host=self.node_name,
+        )
