@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.publish import PublishLoop
-from multinet.agent.release import Releaser
+from multinet.agent.release import Releaser, host_devices_in_pods
 from multinet.agent.report import StatusReporter
 from multinet.agent.settings import AgentSettings, settings_from_args
 from multinet.checkpoint import Checkpoint, Quarantined
@@ -49,7 +49,6 @@ from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.netlink.inventory import Inventory
 from multinet.nri.plugin import NRIPlugin, PluginSettings
-from multinet.plans import Attachment, AttachPlan
 from multinet.probes import HealthServer
 
 log = logging.getLogger("multinet.agent")
@@ -71,23 +70,15 @@ class PublishedDevices:
         return None
 
 
-def _host_devices_in_pods(checkpoint: Checkpoint) -> Iterator[tuple[AttachPlan, Attachment]]:
-    """Host-device NICs currently inside pods (a macvlan parent never leaves the host)."""
-    for key, attachment in checkpoint.state.attachments.items():
-        plan = checkpoint.plan(key)
-        if plan is not None and plan.mode == "host-device":
-            yield plan, attachment
-
-
 def _devices_in_pods(checkpoint: Checkpoint) -> set[str]:
     """Their device names: still advertised while away from the host."""
-    return {plan.device for plan, _ in _host_devices_in_pods(checkpoint)}
+    return {plan.device for plan, _ in host_devices_in_pods(checkpoint)}
 
 
 def _links_in_pods(checkpoint: Checkpoint) -> dict[str, Link]:
     """Their recorded host links, so they stay advertised after a restart too."""
     links: dict[str, Link] = {}
-    for plan, attachment in _host_devices_in_pods(checkpoint):
+    for plan, attachment in host_devices_in_pods(checkpoint):
         link = from_facts(attachment.link) if attachment.link is not None else None
         if link is not None:
             links[plan.device] = link

@@ -22,20 +22,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from multinet import faults
 from multinet.agent import metrics
 from multinet.agent.contracts import EventSink, InterfaceMover, PodInfo, StateStore
 from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.kube.events import NoEvents, claim_ref
-from multinet.plans import AttachPlan
+from multinet.plans import Attachment, AttachPlan
 
 log = logging.getLogger(__name__)
 
 #: Recovery retries: first after this many seconds, doubling up to the cap.
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
+
+
+def host_devices_in_pods(store: StateStore) -> Iterator[tuple[AttachPlan, Attachment]]:
+    """Host-device NICs currently inside pods, with their attachments (a macvlan parent never
+    leaves the host)."""
+    for key, attachment in store.state.attachments.items():
+        plan = store.plan(key)
+        if plan is not None and plan.mode == "host-device":
+            yield plan, attachment
 
 
 class Releaser:
@@ -121,17 +130,11 @@ class Releaser:
     def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]:
         """Attachment keys (with their plans) that keep host-device `device` in a pod for a
         claim other than the one with UID `other_than`."""
-        held: dict[str, AttachPlan] = {}
-        for key in self._store.state.attachments:
-            plan = self._store.plan(key)
-            if (
-                plan is not None
-                and plan.mode == "host-device"
-                and plan.device == device
-                and plan.claim.uid != other_than
-            ):
-                held[key] = plan
-        return held
+        return {
+            plan.key: plan
+            for plan, _ in host_devices_in_pods(self._store)
+            if plan.device == device and plan.claim.uid != other_than
+        }
 
     async def take_back(self, keys: Iterable[str]) -> None:
         """Bring these interfaces home now, for the next claim of their device.
