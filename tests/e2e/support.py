@@ -8,6 +8,7 @@ from typing import Any
 
 from helpers import wait_for
 from localcluster import TEST_IMAGE, Cluster
+from localcluster import multinet as deployment
 
 
 def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
@@ -177,3 +178,11 @@ def published_device(cluster: Cluster, ifname: str) -> dict[str, Any] | None:
             if name == ifname:
                 return dict(device)
     return None
+
+
+def agent_checkpoint(cluster: Cluster) -> dict[str, Any]:
+    """The node agent's state file as JSON (empty claims and attachments before its first write)."""
+    path = deployment.agent_state_dir(cluster) / "checkpoint.json"
+    if not path.exists():
+        return {"claims": {}, "attachments": {}}
+    return dict(json.loads(path.read_text()))

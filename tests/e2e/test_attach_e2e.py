@@ -21,6 +21,7 @@ from helpers import wait_for
 from localcluster import Cluster
 from localcluster import multinet as deployment
 from support import (
+    agent_checkpoint,
     apply,
     claim,
     delete_pod,
@@ -34,11 +35,6 @@ from support import (
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.root]
-
-
-def _checkpoint(cluster: Cluster) -> dict[str, Any]:
-    path = deployment.agent_state_dir(cluster) / "checkpoint.json"
-    return dict(json.loads(path.read_text()))
 
 
 def _network(cluster: Cluster, **parameters: Any) -> str:
@@ -105,7 +101,7 @@ def test_pod_gets_the_interface_and_the_host_gets_it_back(
     assert status["networkData"]["hardwareAddress"] == before["mac"]
 
     claim_uid = get(multinet, "resourceclaim", "nic", e2e_namespace)["metadata"]["uid"]
-    prepared = _checkpoint(multinet)["claims"][claim_uid]
+    prepared = agent_checkpoint(multinet)["claims"][claim_uid]
     assert prepared["plans"][0]["pod_ifname"] == "data0"
 
     annotation = get(multinet, "pod", "app", e2e_namespace)["metadata"]["annotations"]
@@ -116,7 +112,7 @@ def test_pod_gets_the_interface_and_the_host_gets_it_back(
     after = wait_for(lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host")
     assert after == before
     wait_for(
-        lambda: claim_uid not in _checkpoint(multinet)["claims"],
+        lambda: claim_uid not in agent_checkpoint(multinet)["claims"],
         timeout=60,
         what="NodeUnprepareResources to drop the claim from the checkpoint",
     )
@@ -241,7 +237,7 @@ def test_pod_deleted_while_the_agent_is_down_gets_its_nic_back(
     claim_uid = get(multinet, "resourceclaim", "nic", e2e_namespace)["metadata"]["uid"]
     [netns] = [
         a["netns"]
-        for a in _checkpoint(multinet)["attachments"].values()
+        for a in agent_checkpoint(multinet)["attachments"].values()
         if a["pod"] == f"{e2e_namespace}/app"
     ]
 
@@ -268,7 +264,7 @@ def test_pod_deleted_while_the_agent_is_down_gets_its_nic_back(
         timeout=120,
         what="the pod to be deleted (its claim unprepared)",
     )
-    state = _checkpoint(multinet)
+    state = agent_checkpoint(multinet)
     assert claim_uid not in state["claims"]
     assert not [a for a in state["attachments"].values() if a["pod"] == f"{e2e_namespace}/app"]
     pins = deployment.agent_state_dir(multinet) / "pins"

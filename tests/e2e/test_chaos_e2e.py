@@ -39,6 +39,7 @@ from localcluster import Cluster
 from localcluster import multinet as deployment
 from localcluster.processes import wait_gone
 from support import (
+    agent_checkpoint,
     apply,
     claim_template,
     host_link,
@@ -98,13 +99,6 @@ class Figures:
 
 def kubectl_json(cluster: Cluster, *args: str) -> dict[str, Any]:
     return dict(json.loads(cluster.kubectl(*args, "-o", "json").stdout))
-
-
-def checkpoint(cluster: Cluster) -> dict[str, Any]:
-    path = deployment.agent_state_dir(cluster) / "checkpoint.json"
-    if not path.exists():
-        return {"claims": {}, "attachments": {}}
-    return dict(json.loads(path.read_text()))
 
 
 def macs_in_netns() -> dict[str, set[str]]:
@@ -236,7 +230,7 @@ class Chaos:
             assert other is None, f"{name} and {other} both have {address}"
             addresses[name] = address
         held: dict[str, str] = {}
-        for uid, prepared in checkpoint(self.cluster)["claims"].items():
+        for uid, prepared in agent_checkpoint(self.cluster)["claims"].items():
             for plan in prepared["plans"]:
                 if plan["mode"] != "host-device":
                     continue
@@ -257,7 +251,7 @@ class Chaos:
         wait_for(claims_gone, timeout=120, interval=0.5, what="the pods' claims deleted")
 
         def node_clean() -> bool:
-            state = checkpoint(self.cluster)
+            state = agent_checkpoint(self.cluster)
             return not state["claims"] and not state["attachments"]
 
         wait_for(
