@@ -13,18 +13,15 @@ Cases:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
 import pytest
+from publishdoubles import EmptyPool, Snapshots, StaticNetworks
 
-from multinet import slices
 from multinet.agent.publish import PublishLoop
 from multinet.devices import exclusion
-from multinet.devices.binding import DeviceConflict, NetworkSelector
-from multinet.devices.model import Device, HostSnapshot, Link
+from multinet.devices.binding import NetworkSelector
+from multinet.devices.model import HostSnapshot, Link
 from multinet.devices.resolve import resolve
 
 LO = Link(index=1, ifname="lo", loopback=True)
@@ -278,28 +275,6 @@ def test_a_pattern_that_happens_to_match_one_name_is_still_a_pattern() -> None:
 
 
 # --- the agent's log --------------------------------------------------------------------------
-
-
-@dataclass
-class Snapshots:
-    current: HostSnapshot
-
-    async def changes(self) -> AsyncIterator[HostSnapshot]:
-        yield self.current
-
-
-@dataclass
-class StaticNetworks:
-    selectors: tuple[NetworkSelector, ...]
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
-        return len(conflicts)
-
-
-class EmptyPool:
-    async def publish(self, devices: Sequence[Device]) -> slices.SlicePlan:
-        return slices.plan(slices.NodeRef("node-a", "uid"), devices, [])
 
 
 async def test_the_agent_says_once_why_a_selected_interface_is_not_advertised(

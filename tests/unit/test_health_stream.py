@@ -17,16 +17,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from publishdoubles import EmptyPool, Snapshots, StaticNetworks
 
-from multinet import slices
 from multinet.agent.publish import PublishLoop
-from multinet.devices.binding import DeviceConflict, NetworkSelector
-from multinet.devices.model import Device, HostSnapshot, Link
+from multinet.devices.model import HostSnapshot, Link
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as pb_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as reg
@@ -42,30 +41,6 @@ NIC_B = Link(index=8, ifname="ens5f1", mac="0c:42:a1:00:00:08", up=True, oper_st
 ROUTES = frozenset({2})
 BOTH = HostSnapshot(links=(ETH0, NIC_A, NIC_B), default_route_ifindexes=ROUTES)
 ONLY_A = HostSnapshot(links=(ETH0, NIC_A), default_route_ifindexes=ROUTES)
-
-
-@dataclass
-class Snapshots:
-    current: HostSnapshot
-
-    async def changes(self) -> AsyncIterator[HostSnapshot]:
-        yield self.current
-
-
-@dataclass
-class StaticNetworks:
-    selectors: tuple[NetworkSelector, ...] = (NetworkSelector(name="blue", interfaces=("ens5f*",)),)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
-        return len(conflicts)
-
-
-class EmptyPool:
-    """The publish step without an apiserver: the plan against a pool with no slices yet."""
-
-    async def publish(self, devices: Sequence[Device]) -> slices.SlicePlan:
-        return slices.plan(slices.NodeRef("node-a", "uid"), devices, [])
 
 
 class NoClaims:

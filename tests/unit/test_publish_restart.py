@@ -12,16 +12,13 @@ the model is ignored, and the checkpoint still loads; the device is dropped once
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from multinet import slices
+from publishdoubles import EmptyPool, Snapshots, StaticNetworks
+
 from multinet.agent.main import _devices_in_pods, _links_in_pods
 from multinet.agent.publish import PublishLoop
 from multinet.checkpoint import Checkpoint
-from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.facts import from_facts, to_facts
 from multinet.devices.model import Device, Hardware, HostSnapshot, Link
 from multinet.plans import Attachment, AttachPlan, ClaimRef, PreparedClaim
@@ -42,33 +39,6 @@ NIC = Link(
 )
 HOME = HostSnapshot(links=(ETH0, NIC), default_route_ifindexes=frozenset({2}))
 AWAY = HostSnapshot(links=(ETH0,), default_route_ifindexes=frozenset({2}))
-BLUE = (NetworkSelector(name="blue", interfaces=("ens5f*",)),)
-
-
-@dataclass
-class Snapshots:
-    """The inventory's place in the loop, given as data."""
-
-    current: HostSnapshot
-
-    async def changes(self) -> AsyncIterator[HostSnapshot]:
-        yield self.current
-
-
-@dataclass
-class StaticNetworks:
-    selectors: tuple[NetworkSelector, ...] = BLUE
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def report_conflicts(self, conflicts: Sequence[DeviceConflict]) -> int:
-        return len(conflicts)
-
-
-class EmptyPool:
-    """The publish step without an apiserver: the plan against a pool with no slices yet."""
-
-    async def publish(self, devices: Sequence[Device]) -> slices.SlicePlan:
-        return slices.plan(slices.NodeRef("node-a", "uid"), devices, [])
 
 
 def _agent(checkpoint: Checkpoint, snapshot: HostSnapshot) -> PublishLoop:
