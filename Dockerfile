@@ -1,14 +1,24 @@
 # multinet image: both entry points (`multinet controller`, `multinet node-agent`).
-# Stage 1 builds the wheel with the pinned dependencies; stage 2 is a slim runtime.
-FROM python:3.11-slim AS build
+# Stage 1 builds the wheels with the pinned dependencies; stage 2 is the runtime.
+# BASE_IMAGE is any image with python3 (3.11+) and its venv module: the slim Python image by
+# default; `make image` passes a Debian bookworm base built from Debian packages (no Docker).
+# Everything goes into a virtualenv because Debian's own python3 refuses pip (PEP 668).
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
+RUN python3 -m venv /opt/build
 COPY pyproject.toml requirements.lock README.md ./
 COPY src ./src
-RUN python -m pip wheel --no-cache-dir -w /wheels -c requirements.lock .
+RUN /opt/build/bin/python3 -m pip wheel --no-cache-dir -w /wheels -c requirements.lock .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# --no-index: every dependency is a wheel from stage 1; the runtime stage needs no network.
+RUN python3 -m venv /opt/multinet \
+    && /opt/multinet/bin/python3 -m pip install --no-cache-dir --no-index /wheels/*.whl \
+    && rm -rf /wheels
+ENV PATH=/opt/multinet/bin:$PATH
 # The agent needs no shell tools: netlink is spoken directly (pyroute2).
 ENTRYPOINT ["multinet"]
 CMD ["--help"]
