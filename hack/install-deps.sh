@@ -6,9 +6,11 @@
 #   iproute2: `ip`; util-linux: flock; iptables: what kubelet-adjacent tooling expects to find
 #   debian-archive-keyring + ca-certificates: the private apt configuration fetching etcd/containerd
 #   python3-venv + make: `make venv`. Go and Python 3.11 come with the machine.
+#   buildah + mmdebstrap: `make image` without Docker (a Debian base from packages, the Dockerfile
+#   built on it by buildah; its uidmap dependency comes along, root needs no subuid setup)
 set -euo pipefail
 packages=(runc containernetworking-plugins busybox-static iproute2 iptables ca-certificates
-  gcc libc6-dev util-linux debian-archive-keyring python3-venv make)
+  gcc libc6-dev util-linux debian-archive-keyring python3-venv make buildah mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,9 @@ SCHEDULER_PORT = 10259
 #: The sandbox image containerd 2.1.9 pins by default; we import our own pause under this name.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 TEST_IMAGE = "multinet.dev/test/busybox:local"
+#: The multinet image: the Makefile's IMAGE, the image deploy/base names. `python -m
+#: localcluster.image build` tags what it builds with it by default.
+MULTINET_IMAGE = "ghcr.io/multinet-dev/multinet:0.1.0"
 
 
 def cache_dir() -> Path:
