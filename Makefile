@@ -10,7 +10,7 @@ KIND_CLUSTER ?= multinet
 KUBECTL ?= kubectl
 
 .PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench chaos build clean
-.PHONY: image kind-up kind-load deploy kind-demo
+.PHONY: image image-docker kind-up kind-load deploy kind-demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -74,7 +74,10 @@ proto-nri: venv ## regenerate the checked-in NRI/ttrpc code from src/multinet/nr
 build: venv ## wheel and sdist into dist/
 	$(PY) -m build --outdir dist .
 
-image: ## docker build -t IMAGE (default the tag the manifests use; needs Docker)
+image: venv deps ## build IMAGE from the Dockerfile without Docker (mmdebstrap base, buildah; cached); prints the OCI archive
+	$(PY) -m localcluster.image build --ref $(IMAGE)
+
+image-docker: ## docker build -t IMAGE (default the tag the manifests use; needs Docker)
 	docker build -t $(IMAGE) .
 
 kind-up: ## create the kind cluster "multinet" with NRI enabled (needs Docker and kind)
@@ -87,7 +90,7 @@ kind-load: ## load IMAGE into the kind cluster's nodes
 deploy: ## kubectl apply -k deploy/base to the current kubectl context
 	$(KUBECTL) apply -k deploy/base
 
-kind-demo: kind-up image kind-load ## kind cluster, image, deploy/base and deploy/samples
+kind-demo: kind-up image-docker kind-load ## kind cluster, Docker-built image (image-docker), deploy/base and deploy/samples
 	$(KUBECTL) --context kind-$(KIND_CLUSTER) apply -k deploy/base
 	$(KUBECTL) --context kind-$(KIND_CLUSTER) wait --for=condition=Established --timeout=60s \
 		crd/podnetworks.multinetwork.networking.k8s.io
