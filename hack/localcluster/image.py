@@ -40,9 +40,10 @@ DEFAULT_REF = L.MULTINET_IMAGE
 BASE_REF = "localhost/multinet-base:bookworm"
 BASE_SUITE = "bookworm"
 #: On top of the essential set (dpkg, coreutils, bash, ...): the interpreter, its venv module (the
-#: Dockerfile installs into a virtualenv) and the CA bundle (pip fetches over TLS). No apt, no
-#: perl, no iproute2: the agent speaks netlink itself (pyroute2).
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+#: Dockerfile installs into a virtualenv), the CA bundle (pip fetches over TLS) and the C++
+#: runtime grpcio's extension links against (python:3.11-slim has it too). No apt, no perl, no
+#: iproute2: the agent speaks netlink itself (pyroute2).
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libstdc++6")
 _MMDEBSTRAP_OPTIONS = (
     "--variant=essential",
     # usr-is-merged instead of the usrmerge package (which drags perl in).

@@ -121,12 +121,28 @@ def _buildah(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(image.buildah_command(*args), capture_output=True, text=True, check=True)
 
 
-def test_both_programs_start_in_the_image(tarball: Path) -> None:
+#: Imports every module of the package: `--help` alone imports few of them (grpc, whose extension
+#: needs the base's libstdc++, only when the agent serves the kubelet).
+IMPORT_ALL = """
+import importlib, pkgutil, multinet
+names = [m.name for m in pkgutil.walk_packages(multinet.__path__, "multinet.")]
+for name in names:
+    if not name.endswith("__main__"):
+        importlib.import_module(name)
+print(len(names))
+"""
+
+
+def test_both_programs_start_in_the_image_and_every_module_imports(tarball: Path) -> None:
     container = _buildah("from", "--pull=never", image.DEFAULT_REF).stdout.strip()
+
+    def run(*argv: str) -> str:
+        return _buildah("run", "--isolation", "chroot", container, "--", *argv).stdout
+
     try:
         for argv in (["--help"], ["node-agent", "--help"], ["controller", "--help"]):
-            out = _buildah("run", "--isolation", "chroot", container, "multinet", *argv).stdout
-            assert "usage: multinet" in out, argv
+            assert "usage: multinet" in run("multinet", *argv), argv
+        assert int(run("python3", "-c", IMPORT_ALL)) > 50
     finally:
         _buildah("rm", container)
 
