@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import components as C
-from . import configs, debris, images, pki
+from . import configs, debris, images, pki, sandbox
 from . import layout as L
 from .handle import (
     COMPONENTS,
@@ -25,6 +25,7 @@ from .handle import (
     start_and_wait,
     start_components,
 )
+from .nodes import NodeSpec, node_specs
 
 __all__ = ["COMPONENTS", "Cluster", "ClusterError", "ComponentFailed", "down", "up"]
 
@@ -62,6 +63,7 @@ def _prepare(cluster: Cluster) -> None:
         node_name=cluster.node_name,
         node_ip=cluster.node_ip,
         service_ip=L.KUBERNETES_SERVICE_IP,
+        sandbox_nodes=tuple((n.name, n.ip) for n in cluster.nodes),
     )
     local = f"https://127.0.0.1:{L.APISERVER_PORT}"
     for stem, server in (
@@ -71,28 +73,54 @@ def _prepare(cluster: Cluster) -> None:
         ("kubelet", cluster.apiserver_url),
     ):
         cert = "kubelet-client" if stem == "kubelet" else stem
-        _write(
-            lay.config / f"{stem}.kubeconfig",
-            configs.kubeconfig(
-                server=server,
-                ca=lay.pki / "ca.crt",
-                cert=lay.pki / f"{cert}.crt",
-                key=lay.pki / f"{cert}.key",
-                user=stem,
-            ),
-            0o600,
-        )
+        _write_kubeconfig(lay, lay.config / f"{stem}.kubeconfig", server, cert, stem)
     _write(
         lay.config / "scheduler.yaml", configs.scheduler_config(lay.config / "scheduler.kubeconfig")
     )
+    if cluster.nodes:
+        for node in cluster.nodes:
+            _prepare_node(cluster, node)
+    else:
+        _prepare_host_node(lay)
+    for d in (lay.etcd_data, lay.logs, lay.pids):
+        d.mkdir(parents=True, exist_ok=True)
+    lay.etcd_data.chmod(0o700)
+    info = {
+        "node_name": cluster.node_name,
+        "node_ip": cluster.node_ip,
+        "apiserver": cluster.apiserver_url,
+        "nodes": cluster.node_count,
+    }
+    lay.info_file.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _write_kubeconfig(lay: L.Layout, path: Path, server: str, cert: str, user: str) -> None:
+    text = configs.kubeconfig(
+        server=server,
+        ca=lay.pki / "ca.crt",
+        cert=lay.pki / f"{cert}.crt",
+        key=lay.pki / f"{cert}.key",
+        user=user,
+    )
+    _write(path, text, 0o600)
+
+
+def _prepare_host_node(lay: L.Layout) -> None:
+    """The single node that is this machine: its configs and directories in the state dir."""
     _write(lay.config / "kubelet.yaml", configs.kubelet_config(lay))
     _write(
         lay.config / "containerd.toml",
-        configs.containerd_config(lay, runc=C.system_binary("runc"), cni_bin_dir="/usr/lib/cni"),
+        configs.containerd_config(
+            configs.ContainerdPaths.of_host(lay),
+            runc=C.system_binary("runc"),
+            cni_bin_dir="/usr/lib/cni",
+        ),
     )
-    _write(lay.cni_conf_dir / "10-mnlc-pods.conflist", configs.cni_conflist(lay))
+    _write(
+        lay.cni_conf_dir / "10-mnlc-pods.conflist",
+        configs.cni_conflist(data_dir=lay.cni_ipam_dir),
+    )
     for d in (
-        lay.etcd_data,
         lay.kubelet_root,
         lay.pod_logs,
         lay.static_pods,
@@ -107,22 +135,31 @@ def _prepare(cluster: Cluster) -> None:
         lay.nri_plugins,
         lay.nri_plugin_config,
         lay.cni_ipam_dir,
-        lay.logs,
-        lay.pids,
     ):
         d.mkdir(parents=True, exist_ok=True)
-    lay.etcd_data.chmod(0o700)
-    lay.info_file.write_text(
-        json.dumps(
-            {
-                "node_name": cluster.node_name,
-                "node_ip": cluster.node_ip,
-                "apiserver": cluster.apiserver_url,
-            },
-            indent=2,
-        )
-        + "\n"
+
+
+def _prepare_node(cluster: Cluster, node: NodeSpec) -> None:
+    """A sandbox node: its kubelet identity, configs and the directories it mounts."""
+    lay = cluster.layout
+    nl = lay.node(node.name)
+    for d in nl.dirs():
+        d.mkdir(parents=True, exist_ok=True)
+    cert = f"kubelet-client-{node.name}"
+    _write_kubeconfig(
+        lay, nl.config / "kubelet.kubeconfig", cluster.apiserver_url, cert, f"kubelet-{node.name}"
     )
+    _write(nl.config / "kubelet.yaml", configs.node_kubelet_config(lay, node))
+    _write(
+        nl.config / "containerd.toml",
+        configs.containerd_config(
+            configs.ContainerdPaths.of_node(nl),
+            runc=C.system_binary("runc"),
+            cni_bin_dir="/usr/lib/cni",
+        ),
+    )
+    conflist = configs.cni_conflist(subnet=node.pod_cidr, data_dir=Path("/var/lib/cni/networks"))
+    _write(nl.private("/etc/cni") / "net.d" / "10-mnlc-pods.conflist", conflist)
 
 
 _APISERVER_KUBELET_RBAC = json.dumps(
@@ -145,7 +182,7 @@ _APISERVER_KUBELET_RBAC = json.dumps(
 def _wait(what: str, predicate: Callable[[], bool], timeout: float, cluster: Cluster) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        for name in COMPONENTS:
+        for name in cluster.component_names():
             if not cluster.processes.alive(name):
                 why = f"exited while waiting for {what}"
                 raise ComponentFailed.from_log(cluster.processes, name, why)
@@ -158,16 +195,19 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float, cluster: Clu
 
 def _stop_components(cluster: Cluster, say: Say) -> None:
     procs = cluster.processes
-    extras = [r.name for r in procs.records() if r.name not in COMPONENTS]
+    names = cluster.component_names()
+    extras = [r.name for r in procs.records() if r.name not in names]
     for name in extras:
         procs.stop(name)
-    # The kubelet first, so it does not restart what we stop; then the pods; then the rest.
-    procs.stop("kubelet")
-    managed = frozenset(p for n in COMPONENTS if (p := procs.pid(n)) is not None)
+    # The kubelets first, so they do not restart what we stop; then the pods; then the rest.
+    for name in names:
+        if name.endswith("kubelet"):
+            procs.stop(name)
+    managed = frozenset(p for n in names if (p := procs.pid(n)) is not None)
     killed = debris.kill_orphans(cluster.layout, keep=managed)
     if killed:
         say(f"  killed {len(killed)} pod/shim processes")
-    for name in reversed(COMPONENTS):
+    for name in reversed(names):
         procs.stop(name)
 
 
@@ -175,11 +215,12 @@ def _running_and_ready(cluster: Cluster, grace: float = 60.0) -> bool:
     """True if the cluster is up. When every process runs but the node is not Ready (a test may
     have just restarted containerd), give it `grace` seconds rather than tearing it down under
     other users' feet."""
-    if not all(cluster.processes.alive(n) for n in COMPONENTS):
+    names = cluster.component_names()
+    if not all(cluster.processes.alive(n) for n in names):
         return False
     deadline = time.monotonic() + grace
     while not cluster.node_is_ready():
-        if time.monotonic() > deadline or not all(cluster.processes.alive(n) for n in COMPONENTS):
+        if time.monotonic() > deadline or not all(cluster.processes.alive(n) for n in names):
             return False
         time.sleep(0.5)
     return True
@@ -195,9 +236,12 @@ def _refuse_second_cluster(lay: L.Layout) -> None:
         )
 
 
-def up(state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = False) -> Cluster:
-    """Bring the cluster up (or find it up: then a no-op). Returns the handle; raises
-    ComponentFailed / ClusterError with the failing component's log tail.
+def up(
+    state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = False, nodes: int = 1
+) -> Cluster:
+    """Bring a cluster of `nodes` nodes up (or find it up: then a no-op; a running cluster of
+    another size is taken down first). Returns the handle; raises ComponentFailed /
+    ClusterError with the failing component's log tail.
 
     keep=True (a human asked: the CLI, `make cluster-up`) marks the cluster so that the test
     session that started it does not stop it at its end; only `down` clears the mark."""
@@ -207,7 +251,8 @@ def up(state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = F
         if keep:
             lay.keep_file.touch()
         cluster = Cluster.load(state_dir)
-        if _running_and_ready(cluster):
+        wanted = node_specs(nodes)
+        if cluster.nodes == wanted and _running_and_ready(cluster):
             say(f"cluster already up; kubeconfig: {cluster.kubeconfig}")
             return cluster
         started = time.monotonic()
@@ -217,7 +262,7 @@ def up(state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = F
         problems = debris.clean(lay)
         if problems:
             raise ClusterError("cannot clean the previous cluster: " + "; ".join(problems))
-        cluster = Cluster(lay, node_name_default(), node_ip_default())
+        cluster = Cluster(lay, node_name_default(), node_ip_default(), wanted)
         try:
             _bring_up(cluster, say)
         except BaseException:
@@ -233,32 +278,62 @@ def up(state_dir: Path | str | None = None, *, say: Say = _quiet, keep: bool = F
 
 def _bring_up(cluster: Cluster, say: Say) -> None:
     lay = cluster.layout
-    say(f"node {cluster.node_name} ({cluster.node_ip}); state in {lay.root}")
+    if cluster.nodes:
+        say(f"{cluster.node_count} sandbox nodes; control plane on {cluster.node_ip}")
+    else:
+        say(f"node {cluster.node_name} ({cluster.node_ip}); state in {lay.root}")
     _prepare(cluster)
     debris.record_sysctls(lay)
-    start_and_wait(cluster, [C.etcd(lay), C.containerd(lay)], say)
+    start_and_wait(cluster, [C.etcd(lay), *_runtimes(cluster, say)], say)
     # The apiserver takes seconds to start: import the images meanwhile.
     start_components(cluster, [C.kube_apiserver(lay, cluster.node_ip)])
-    refs = images.import_images(Path(C.binary("ctr")), lay.containerd_socket)
+    for address in _containerd_sockets(cluster):
+        refs = images.import_images(Path(C.binary("ctr")), address)
     say(f"  imported {', '.join(refs)}")
     start_and_wait(cluster, [C.kube_apiserver(lay, cluster.node_ip)], say)
     cluster.kubectl("apply", "-f", "-", input=_APISERVER_KUBELET_RBAC)
     start_and_wait(
-        cluster,
-        [
-            C.kube_controller_manager(lay),
-            C.kube_scheduler(lay),
-            C.kubelet(lay, cluster.node_name, cluster.node_ip),
-        ],
-        say,
+        cluster, [C.kube_controller_manager(lay), C.kube_scheduler(lay), *_kubelets(cluster)], say
     )
-    _wait(f"node {cluster.node_name} Ready", cluster.node_is_ready, 120, cluster)
+    _wait(f"nodes {', '.join(cluster.node_names)} Ready", cluster.node_is_ready, 120, cluster)
     _wait(
         "the default service account",
         lambda: cluster.api_get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
         60,
         cluster,
     )
+
+
+def _runtimes(cluster: Cluster, say: Say) -> list[C.Component]:
+    """containerd of the host node; or the sandboxes (made and waited for here) and theirs."""
+    lay = cluster.layout
+    if not cluster.nodes:
+        return [C.containerd(lay)]
+    sandbox.make_network(cluster.nodes, cluster.node_ip, L.APISERVER_PORT)
+    sandbox.ensure_host_mountpoints(lay)
+    sandbox.make_cgroup_roots(cluster.nodes)
+    start_and_wait(cluster, [C.node_holder(lay, n) for n in cluster.nodes], say)
+    return [C.node_containerd(lay, n, _holder_pid(cluster, n)) for n in cluster.nodes]
+
+
+def _holder_pid(cluster: Cluster, node: NodeSpec) -> int:
+    pid = cluster.processes.pid(f"{node.name}.sandbox")
+    if pid is None:
+        raise ClusterError(f"the namespace holder of {node.name} is not running")
+    return pid
+
+
+def _kubelets(cluster: Cluster) -> list[C.Component]:
+    lay = cluster.layout
+    if not cluster.nodes:
+        return [C.kubelet(lay, cluster.node_name, cluster.node_ip)]
+    return [C.node_kubelet(lay, n, _holder_pid(cluster, n)) for n in cluster.nodes]
+
+
+def _containerd_sockets(cluster: Cluster) -> list[Path]:
+    if not cluster.nodes:
+        return [cluster.layout.containerd_socket]
+    return [cluster.layout.node(n.name).containerd_socket for n in cluster.nodes]
 
 
 def down(state_dir: Path | str | None = None, *, say: Say = _quiet) -> None:

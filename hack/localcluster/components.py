@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout as L
+from .nodes import NodeSpec
+from .sandbox import enter, holder_argv
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,48 @@ def kubelet(lay: L.Layout, node_name: str, node_ip: str) -> Component:
         lambda: _http_ok(f"http://127.0.0.1:{L.KUBELET_HEALTHZ_PORT}/healthz", expect="ok"),
         # No sbin dirs: with iptables in reach the kubelet installs KUBE-FIREWALL (a DROP rule for
         # non-loopback sources to 127/8) and canary chains on the host; without it, it skips them.
+        system_path=KUBELET_PATH,
+    )
+
+
+def node_holder(lay: L.Layout, node: NodeSpec) -> Component:
+    """The process that keeps a sandbox node's namespaces (see sandbox.py)."""
+    marker = lay.node(node.name).ready_marker
+    return Component(f"{node.name}.sandbox", holder_argv(lay, node), marker.exists, 15)
+
+
+def node_containerd(lay: L.Layout, node: NodeSpec, holder_pid: int) -> Component:
+    nl = lay.node(node.name)
+    return Component(
+        f"{node.name}.containerd",
+        enter(
+            holder_pid,
+            [binary("containerd"), f"--config={nl.config / 'containerd.toml'}", "--log-level=info"],
+        ),
+        lambda: _socket_serves(nl.containerd_socket) and _is_socket(nl.nri_socket),
+        start_timeout=30,
+    )
+
+
+def node_kubelet(lay: L.Layout, node: NodeSpec, holder_pid: int) -> Component:
+    """A sandbox node's kubelet: the standard root dir (the node's own, by a bind mount)."""
+    nl = lay.node(node.name)
+    return Component(
+        f"{node.name}.kubelet",
+        enter(
+            holder_pid,
+            [
+                binary("kubelet"),
+                f"--config={nl.config / 'kubelet.yaml'}",
+                f"--kubeconfig={nl.config / 'kubelet.kubeconfig'}",
+                "--root-dir=/var/lib/kubelet",
+                "--cert-dir=/var/lib/kubelet/pki",
+                f"--hostname-override={node.name}",
+                f"--node-ip={node.ip}",
+                "--v=2",
+            ],
+        ),
+        lambda: _http_ok(f"http://{node.ip}:{L.KUBELET_HEALTHZ_PORT}/healthz", expect="ok"),
         system_path=KUBELET_PATH,
     )
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from . import layout as L
+from .nodes import NodeSpec
 
 
 def _b64(path: Path) -> str:
@@ -61,9 +63,47 @@ def scheduler_config(kubeconfig_path: Path) -> str:
 
 
 def kubelet_config(lay: L.Layout) -> str:
-    """KubeletConfiguration for this machine: cgroup v1, no CAP_SYS_RESOURCE, tiny disk headroom."""
-    endpoint = f"unix://{lay.containerd_socket}"
-    doc = {
+    """KubeletConfiguration of the host node: cgroup v1, no CAP_SYS_RESOURCE, tiny disk headroom."""
+    return _kubelet_yaml(
+        endpoint=f"unix://{lay.containerd_socket}",
+        static_pods=lay.static_pods,
+        pod_logs=lay.pod_logs,
+        volume_plugins=lay.volume_plugins,
+        healthz_address="127.0.0.1",
+        serving=lay.pki / "kubelet-serving",
+        ca=lay.pki / "ca.crt",
+    )
+
+
+def node_kubelet_config(lay: L.Layout, node: NodeSpec) -> str:
+    """KubeletConfiguration of a sandbox node: the host's settings, plus its own cgroup root (two
+    kubelets on one machine must not share `kubepods`), health on its own address (the host
+    probes it there) and the standard pod log directory (its own, by a bind mount)."""
+    nl = lay.node(node.name)
+    return _kubelet_yaml(
+        endpoint=f"unix://{nl.containerd_socket}",
+        static_pods=nl.static_pods,
+        pod_logs=Path("/var/log/pods"),
+        volume_plugins=nl.volume_plugins,
+        healthz_address=node.ip,
+        serving=lay.pki / f"kubelet-serving-{node.name}",
+        ca=lay.pki / "ca.crt",
+        cgroup_root=f"/{L.NODES_CGROUP}/{node.name}",
+    )
+
+
+def _kubelet_yaml(
+    *,
+    endpoint: str,
+    static_pods: Path,
+    pod_logs: Path,
+    volume_plugins: Path,
+    healthz_address: str,
+    serving: Path,
+    ca: Path,
+    cgroup_root: str | None = None,
+) -> str:
+    doc: dict[str, object] = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         # 1.35+ refuses cgroup v1 by default; this machine only has v1 controllers.
@@ -74,21 +114,21 @@ def kubelet_config(lay: L.Layout) -> str:
         "failSwapOn": False,
         "containerRuntimeEndpoint": endpoint,
         "imageServiceEndpoint": endpoint,
-        "staticPodPath": str(lay.static_pods),
-        "podLogsDir": str(lay.pod_logs),
-        "volumePluginDir": str(lay.volume_plugins),
+        "staticPodPath": str(static_pods),
+        "podLogsDir": str(pod_logs),
+        "volumePluginDir": str(volume_plugins),
         "address": "0.0.0.0",
         "port": 10250,
-        "healthzBindAddress": "127.0.0.1",
+        "healthzBindAddress": healthz_address,
         "healthzPort": L.KUBELET_HEALTHZ_PORT,
         "readOnlyPort": 0,
         "clusterDomain": "cluster.local",
-        "tlsCertFile": str(lay.pki / "kubelet-serving.crt"),
-        "tlsPrivateKeyFile": str(lay.pki / "kubelet-serving.key"),
+        "tlsCertFile": f"{serving}.crt",
+        "tlsPrivateKeyFile": f"{serving}.key",
         "authentication": {
             "anonymous": {"enabled": False},
             "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(lay.pki / "ca.crt")},
+            "x509": {"clientCAFile": str(ca)},
         },
         "authorization": {"mode": "Webhook"},
         # Shared disks here are often nearly full: never evict or GC because of disk.
@@ -107,24 +147,73 @@ def kubelet_config(lay: L.Layout) -> str:
         "syncFrequency": "10s",
         "fileCheckFrequency": "10s",
     }
+    if cgroup_root is not None:
+        doc["cgroupRoot"] = cgroup_root
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def containerd_config(lay: L.Layout, *, runc: str, cni_bin_dir: str) -> str:
+@dataclass(frozen=True)
+class ContainerdPaths:
+    """Where one containerd keeps everything (host node: the state dir; sandbox node: its node
+    dir, with NRI and CNI at the standard paths its bind mounts provide)."""
+
+    root: Path
+    state: Path
+    temp: Path
+    opt: Path
+    socket: Path
+    runc_root: Path
+    cni_conf_dir: Path
+    nri_socket: Path
+    nri_plugins: Path
+    nri_plugin_config: Path
+
+    @classmethod
+    def of_host(cls, lay: L.Layout) -> ContainerdPaths:
+        return cls(
+            root=lay.containerd_root,
+            state=lay.containerd_state,
+            temp=lay.root / "containerd" / "tmp",
+            opt=lay.containerd_opt,
+            socket=lay.containerd_socket,
+            runc_root=lay.runc_root,
+            cni_conf_dir=lay.cni_conf_dir,
+            nri_socket=lay.nri_socket,
+            nri_plugins=lay.nri_plugins,
+            nri_plugin_config=lay.nri_plugin_config,
+        )
+
+    @classmethod
+    def of_node(cls, nl: L.NodeLayout) -> ContainerdPaths:
+        return cls(
+            root=nl.containerd_root,
+            state=nl.containerd_state,
+            temp=nl.root / "containerd" / "tmp",
+            opt=nl.root / "containerd" / "opt",
+            socket=nl.containerd_socket,
+            runc_root=nl.runc_root,
+            cni_conf_dir=Path("/etc/cni/net.d"),
+            nri_socket=Path("/run/nri/nri.sock"),
+            nri_plugins=nl.root / "nri" / "plugins",
+            nri_plugin_config=nl.root / "nri" / "conf.d",
+        )
+
+
+def containerd_config(paths: ContainerdPaths, *, runc: str, cni_bin_dir: str) -> str:
     """containerd 2.x config version 3: private dirs, NRI on our own socket.
 
     See docs/architecture.md, protocols 4.6.
     """
-    run = lay.containerd_socket.parent
+    run = paths.socket.parent
     cri_rt = "plugins.'io.containerd.cri.v1.runtime'"
     return f"""\
 version = 3
-root = "{lay.containerd_root}"
-state = "{lay.containerd_state}"
-temp = "{lay.root / "containerd" / "tmp"}"
+root = "{paths.root}"
+state = "{paths.state}"
+temp = "{paths.temp}"
 
 [grpc]
-  address = "{lay.containerd_socket}"
+  address = "{paths.socket}"
 
 [ttrpc]
   address = "{run / "containerd.sock.ttrpc"}"
@@ -133,7 +222,7 @@ temp = "{lay.root / "containerd" / "tmp"}"
   address = "{run / "debug.sock"}"
 
 [plugins.'io.containerd.internal.v1.opt']
-  path = "{lay.containerd_opt}"
+  path = "{paths.opt}"
 
 [{cri_rt}]
   enable_cdi = true
@@ -149,12 +238,12 @@ temp = "{lay.root / "containerd" / "tmp"}"
 [{cri_rt}.containerd.runtimes.runc.options]
   BinaryName = "{runc}"
   # Without Root, runc state goes to its default and ignores containerd's --state.
-  Root = "{lay.runc_root}"
+  Root = "{paths.runc_root}"
   SystemdCgroup = false
 
 [{cri_rt}.cni]
   bin_dirs = ["{cni_bin_dir}"]
-  conf_dir = "{lay.cni_conf_dir}"
+  conf_dir = "{paths.cni_conf_dir}"
   max_conf_num = 1
 
 [plugins.'io.containerd.cri.v1.images']
@@ -169,21 +258,20 @@ temp = "{lay.root / "containerd" / "tmp"}"
 
 [plugins.'io.containerd.nri.v1.nri']
   disable = false
-  socket_path = "{lay.nri_socket}"
-  plugin_path = "{lay.nri_plugins}"
-  plugin_config_path = "{lay.nri_plugin_config}"
+  socket_path = "{paths.nri_socket}"
+  plugin_path = "{paths.nri_plugins}"
+  plugin_config_path = "{paths.nri_plugin_config}"
   plugin_registration_timeout = "5s"
   plugin_request_timeout = "2s"
 """
 
 
-def cni_conflist(lay: L.Layout) -> str:
+def cni_conflist(*, subnet: str = L.POD_SUBNET, data_dir: Path) -> str:
     """bridge + host-local. ipMasq false and no portmap: no iptables needed.
 
     `lo` is not in the chain: containerd's CRI brings it up itself with the `loopback` plugin from
     the same bin_dirs (a chained loopback would be handed the pod's eth0 as its interface).
     """
-    subnet = L.POD_SUBNET
     doc = {
         "cniVersion": "1.0.0",
         "name": L.CNI_NETWORK_NAME,
@@ -196,7 +284,7 @@ def cni_conflist(lay: L.Layout) -> str:
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "dataDir": str(lay.cni_ipam_dir),
+                    "dataDir": str(data_dir),
                     "ranges": [[{"subnet": subnet}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                 },

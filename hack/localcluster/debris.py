@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import layout as L
+from . import sandbox
 from .processes import kill_pids, proc_cmdline, proc_start_time
 
 NETNS_DIR = Path("/run/netns")
@@ -90,8 +91,7 @@ def _our_process(pid: int, lay: L.Layout) -> bool:
     argv = proc_cmdline(pid)
     if not argv or Path(argv[0]).name not in _OUR_BINARIES:
         return False
-    if Path(argv[0]).name == "containerd-shim-runc-v2":
-        return str(lay.containerd_socket) in argv
+    # A shim names the socket of the containerd that started it, which is under our state dir.
     return any(str(lay.root) in a for a in argv)
 
 
@@ -125,8 +125,9 @@ def _kubepods_dirs() -> list[Path]:
 
 
 def _cgroup_pids() -> set[int]:
+    """Processes in the host node's pod cgroups and in the sandbox nodes' cgroup roots."""
     pids: set[int] = set()
-    for top in _kubepods_dirs():
+    for top in [*_kubepods_dirs(), *sandbox.node_cgroup_dirs()]:
         for procs in top.rglob("cgroup.procs"):
             with contextlib.suppress(OSError):
                 pids.update(int(x) for x in procs.read_text().split())
@@ -159,7 +160,8 @@ def foreign_kubelets(lay: L.Layout) -> list[tuple[int, str]]:
         if not argv or Path(argv[0]).name != "kubelet":
             continue
         roots = [a.split("=", 1)[1] for a in argv if a.startswith("--root-dir=")]
-        if roots and Path(roots[0]) != lay.kubelet_root:
+        # Sandbox nodes' kubelets use /var/lib/kubelet, with their config in our state dir.
+        if roots and not any(str(lay.root) in a for a in argv):
             found.append((int(d.name), roots[0]))
     return found
 
@@ -292,6 +294,7 @@ def clean(lay: L.Layout) -> list[str]:
     """Everything after the components are stopped. Returns problems left (empty = clean)."""
     problems = []
     kill_orphans(lay)
+    problems += sandbox.remove_all(lay)
     left = unmount_all(lay)
     if left:
         problems.append(f"still mounted: {', '.join(map(str, left))}")

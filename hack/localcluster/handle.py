@@ -18,6 +18,7 @@ from pathlib import Path
 from . import components as C
 from . import configs
 from . import layout as L
+from .nodes import NodeSpec, node_specs
 from .processes import ProcessExited, ProcessTable, proc_rss_kib
 
 #: Start order; `down` stops in reverse. Anything else with a PID file is an extra process.
@@ -29,6 +30,10 @@ COMPONENTS = (
     "kube-scheduler",
     "kubelet",
 )
+#: A many-node cluster's control plane on the host; each node adds <node>.sandbox,
+#: <node>.containerd and <node>.kubelet.
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_COMPONENTS = ("sandbox", "containerd", "kubelet")
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Say = Callable[[str], None]
@@ -93,8 +98,12 @@ class Cluster:
     """A handle on the cluster in one state directory (running or not)."""
 
     layout: L.Layout
+    #: The host's name and address (the apiserver's); also the node's with a single node.
     node_name: str
     node_ip: str
+    #: The sandbox nodes of a many-node cluster (`up(nodes=N)`, N >= 2); empty: the host is
+    #: the one node.
+    nodes: tuple[NodeSpec, ...] = ()
     #: True on the handle returned by an `up` that actually started the cluster (not a no-op).
     started_here: bool = field(default=False, compare=False)
 
@@ -103,7 +112,8 @@ class Cluster:
         lay = L.Layout(Path(state_dir)) if state_dir is not None else L.Layout.from_env()
         try:
             info = json.loads(lay.info_file.read_text())
-            return cls(lay, info["node_name"], info["node_ip"])
+            nodes = node_specs(int(info.get("nodes", 1)))
+            return cls(lay, info["node_name"], info["node_ip"], nodes)
         except (FileNotFoundError, ValueError, KeyError):
             return cls(lay, node_name_default(), node_ip_default())
 
@@ -169,14 +179,34 @@ class Cluster:
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
+    @property
+    def node_names(self) -> list[str]:
+        """The names of the cluster's nodes (the host's, or the sandboxes')."""
+        return [n.name for n in self.nodes] or [self.node_name]
+
+    @property
+    def node_count(self) -> int:
+        return len(self.node_names)
+
+    def component_names(self) -> tuple[str, ...]:
+        """Every component of this topology, in start order (`down` stops in reverse)."""
+        if not self.nodes:
+            return COMPONENTS
+        per_node = tuple(f"{n.name}.{c}" for n in self.nodes for c in NODE_COMPONENTS)
+        return CONTROL_PLANE + per_node
+
     def node_is_ready(self) -> bool:
-        node = self.api_get(f"/api/v1/nodes/{self.node_name}")
-        return node is not None and C.node_ready(node)
+        """Every node of the cluster Ready."""
+        for name in self.node_names:
+            node = self.api_get(f"/api/v1/nodes/{name}")
+            if node is None or not C.node_ready(node):
+                return False
+        return True
 
     def is_up(self) -> bool:
-        """Every component alive, the apiserver ready and the node Ready."""
+        """Every component alive, the apiserver ready and every node Ready."""
         procs = self.processes
-        if not all(procs.alive(n) for n in COMPONENTS):
+        if not all(procs.alive(n) for n in self.component_names()):
             return False
         return self.node_is_ready()
 
@@ -190,7 +220,7 @@ class Cluster:
     ) -> int:
         """Start a host process managed like a component (PID file, log in log_dir, stopped by
         `down`). `env` is added to a minimal environment (PATH with our binaries)."""
-        if name in COMPONENTS:
+        if name in self.component_names():
             raise ValueError(f"{name!r} is a cluster component name; choose another")
         return self.processes.start(name, argv, env=component_env(env), log_name=log_name)
 
@@ -274,9 +304,8 @@ class Cluster:
     # --- reporting --------------------------------------------------------------------------
     def status_rows(self) -> list[tuple[str, int | None, bool, Path]]:
         procs = self.processes
-        names = list(COMPONENTS) + sorted(
-            r.name for r in procs.records() if r.name not in COMPONENTS
-        )
+        known = self.component_names()
+        names = list(known) + sorted(r.name for r in procs.records() if r.name not in known)
         return [(n, procs.pid(n), procs.alive(n), procs.log_path(n)) for n in names]
 
     def rss_kib(self) -> int:

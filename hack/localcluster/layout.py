@@ -28,6 +28,30 @@ KUBELET_HEALTHZ_PORT = 10248
 CONTROLLER_MANAGER_PORT = 10257
 SCHEDULER_PORT = 10259
 
+#: Many-node clusters (`up --nodes N`, N >= 2): every node is a sandbox on its own network
+#: namespace; the "top-of-rack" bridge joins them to the host (which runs the control plane), the
+#: "lab" bridge joins the NICs that `node-nic` gives them. Benchmark range 198.18.0.0/15, its last
+#: /24: never this machine's network, and not the per-test ranges the root tests pick.
+TOR_BRIDGE = "mnlc-tor"
+LAB_BRIDGE = "mnlc-lab"
+NODE_SUBNET_PREFIX = "198.18.255"
+TOR_GATEWAY = f"{NODE_SUBNET_PREFIX}.1"
+#: The cgroup (every v1 hierarchy) under which each sandbox node's kubelet puts its pods.
+NODES_CGROUP = "mnlc-nodes"
+#: Host paths a sandbox node gets its own copy of (a bind mount in its mount namespace), so
+#: deploy/base's hostPath volumes find that node's kubelet, NRI socket, netns and checkpoint.
+NODE_PRIVATE_PATHS = (
+    "/var/lib/kubelet",
+    "/var/lib/multinet",
+    "/var/lib/cni",
+    "/run/containerd",
+    "/run/nri",
+    "/run/netns",
+    "/etc/cni",
+    "/var/log/pods",
+    "/var/log/containers",
+)
+
 #: The sandbox image containerd 2.1.9 pins by default; we import our own pause under this name.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 TEST_IMAGE = "multinet.dev/test/busybox:local"
@@ -210,9 +234,115 @@ class Layout:
             self.accounts,
             # The node agent's checkpoint names claims of this etcd: stale once etcd is wiped.
             self.agent_state,
+            # Sandbox nodes: everything but the image store (containerd root) goes.
+            *(
+                entry
+                for node in (self.nodes_dir.iterdir() if self.nodes_dir.is_dir() else ())
+                for entry in node.iterdir()
+                if entry.name != "containerd"
+            ),
+            *self.nodes_dir.glob("*/containerd/state"),
+            *self.nodes_dir.glob("*/containerd/run"),
         ]
+
+    @property
+    def nodes_dir(self) -> Path:
+        """One directory per sandbox node (see NodeLayout)."""
+        return self.root / "nodes"
+
+    def node(self, name: str) -> NodeLayout:
+        return NodeLayout(self.nodes_dir / name)
+
+    @property
+    def host_mountpoints_file(self) -> Path:
+        """The NODE_PRIVATE_PATHS that `up` had to create on the host (empty directories), so
+        `down` removes exactly those."""
+        return self.root / "host-mountpoints.json"
 
     @property
     def agent_state(self) -> Path:
         """The multinet node agent's --state-dir when localcluster.multinet runs it."""
         return self.root / "multinet"
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """The files of one sandbox node. `private(path)` is what the node sees at a host path of
+    NODE_PRIVATE_PATHS; the rest is read through state-dir paths, from the host and the node."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def private(self, host_path: str) -> Path:
+        return self.root / "private" / host_path.strip("/").replace("/", "_")
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def containerd_root(self) -> Path:
+        return self.root / "containerd" / "root"
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.root / "containerd" / "state"
+
+    @property
+    def containerd_socket(self) -> Path:
+        """Under the state dir, not /run/containerd: the shims name it on their command line,
+        which is how cleanup tells our shims from anyone else's."""
+        return self.root / "containerd" / "run" / "containerd.sock"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.root / "containerd" / "run" / "runc"
+
+    @property
+    def nri_socket(self) -> Path:
+        """The host-side path of the node's /run/nri/nri.sock."""
+        return self.private("/run/nri") / "nri.sock"
+
+    @property
+    def kubelet_root(self) -> Path:
+        """The host-side path of the node's /var/lib/kubelet."""
+        return self.private("/var/lib/kubelet")
+
+    @property
+    def agent_state(self) -> Path:
+        """The host-side path of the node's /var/lib/multinet (the agent's hostPath)."""
+        return self.private("/var/lib/multinet")
+
+    @property
+    def static_pods(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def volume_plugins(self) -> Path:
+        return self.root / "volume-plugins"
+
+    @property
+    def ready_marker(self) -> Path:
+        """Written by the node's namespace holder once its mounts are in place."""
+        return self.root / "sandbox.ready"
+
+    def dirs(self) -> list[Path]:
+        return [
+            *(self.private(p) for p in NODE_PRIVATE_PATHS),
+            self.config,
+            self.containerd_root,
+            self.containerd_state,
+            self.root / "containerd" / "tmp",
+            self.root / "containerd" / "opt",
+            self.containerd_socket.parent,
+            self.runc_root,
+            self.private("/etc/cni") / "net.d",
+            self.private("/run/nri"),
+            self.root / "nri" / "plugins",
+            self.root / "nri" / "conf.d",
+            self.static_pods,
+            self.volume_plugins,
+        ]

@@ -33,8 +33,29 @@ class LeafSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def leaf_specs(node_name: str, node_ip: str, service_ip: str) -> list[LeafSpec]:
-    """Every leaf the cluster needs; names are what RBAC and NodeRestriction expect."""
+def node_leaf_specs(node_name: str, node_ip: str, suffix: str = "") -> list[LeafSpec]:
+    """A kubelet's two certificates: its client identity (what the Node authorizer and
+    NodeRestriction expect) and its serving certificate (the apiserver checks it)."""
+    return [
+        LeafSpec(
+            f"kubelet-client{suffix}", f"system:node:{node_name}", ("system:nodes",), client=True
+        ),
+        LeafSpec(
+            f"kubelet-serving{suffix}",
+            node_name,
+            server=True,
+            dns_names=(node_name, "localhost"),
+            ip_addresses=("127.0.0.1", node_ip),
+        ),
+    ]
+
+
+def leaf_specs(
+    node_name: str, node_ip: str, service_ip: str, sandbox_nodes: tuple[tuple[str, str], ...] = ()
+) -> list[LeafSpec]:
+    """Every leaf the cluster needs; names are what RBAC and NodeRestriction expect. The host
+    node's kubelet certificates are always made; each sandbox node (name, address) gets its own,
+    with the node's name as the file suffix."""
     api_dns = (
         "kubernetes",
         "kubernetes.default",
@@ -56,14 +77,8 @@ def leaf_specs(node_name: str, node_ip: str, service_ip: str) -> list[LeafSpec]:
         LeafSpec("admin", "kubernetes-admin", ("system:masters",), client=True),
         LeafSpec("controller-manager", "system:kube-controller-manager", client=True),
         LeafSpec("scheduler", "system:kube-scheduler", client=True),
-        LeafSpec("kubelet-client", f"system:node:{node_name}", ("system:nodes",), client=True),
-        LeafSpec(
-            "kubelet-serving",
-            node_name,
-            server=True,
-            dns_names=(node_name, "localhost"),
-            ip_addresses=("127.0.0.1", node_ip),
-        ),
+        *node_leaf_specs(node_name, node_ip),
+        *(leaf for name, ip in sandbox_nodes for leaf in node_leaf_specs(name, ip, f"-{name}")),
     ]
 
 
@@ -186,12 +201,19 @@ def _ensure_service_account_key(pki: Path) -> None:
     )
 
 
-def ensure_pki(pki: Path, *, node_name: str, node_ip: str, service_ip: str) -> None:
+def ensure_pki(
+    pki: Path,
+    *,
+    node_name: str,
+    node_ip: str,
+    service_ip: str,
+    sandbox_nodes: tuple[tuple[str, str], ...] = (),
+) -> None:
     """Create whatever is missing or stale under `pki`; idempotent and cheap when complete."""
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
     ca, ca_key = _ensure_ca(pki)
-    for spec in leaf_specs(node_name, node_ip, service_ip):
+    for spec in leaf_specs(node_name, node_ip, service_ip, sandbox_nodes):
         key_missing = not (pki / f"{spec.stem}.key").exists()
         if key_missing or not _is_current(pki / f"{spec.stem}.crt", spec):
             _issue(pki, spec, ca, ca_key)

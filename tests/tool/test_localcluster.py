@@ -21,6 +21,7 @@ from localcluster import layout as L
 from localcluster.components import Component
 from localcluster.handle import Cluster, start_and_wait
 from localcluster.images import FileEntry, _layer, pack_oci
+from localcluster.nodes import node_specs
 from localcluster.processes import ProcessTable, proc_start_time
 
 
@@ -60,7 +61,8 @@ def test_pki_reissues_leaves_when_the_node_address_changes_and_keeps_the_ca(
 
 def test_containerd_config_has_what_this_machine_requires(tmp_path: Path) -> None:
     lay = L.Layout(tmp_path)
-    doc = tomllib.loads(configs.containerd_config(lay, runc="/usr/sbin/runc", cni_bin_dir="/cni"))
+    paths = configs.ContainerdPaths.of_host(lay)
+    doc = tomllib.loads(configs.containerd_config(paths, runc="/usr/sbin/runc", cni_bin_dir="/cni"))
     assert doc["version"] == 3
     rt = doc["plugins"]["io.containerd.cri.v1.runtime"]
     assert rt["restrict_oom_score_adj"] is True and rt["enable_cdi"] is True
@@ -91,11 +93,35 @@ def test_kubelet_config_runs_on_cgroup_v1_without_cap_sys_resource(tmp_path: Pat
 
 
 def test_cni_conflist_is_a_bridge_without_masquerade(tmp_path: Path) -> None:
-    doc = json.loads(configs.cni_conflist(L.Layout(tmp_path)))
+    doc = json.loads(configs.cni_conflist(data_dir=L.Layout(tmp_path).cni_ipam_dir))
     bridge = doc["plugins"][0]
     assert bridge["type"] == "bridge" and bridge["bridge"] == L.BRIDGE_NAME
     assert bridge["ipMasq"] is False and bridge["ipam"]["type"] == "host-local"
     assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
+
+
+def test_sandbox_nodes_get_distinct_addresses_pod_ranges_and_standard_paths(
+    tmp_path: Path,
+) -> None:
+    assert node_specs(1) == ()  # one node: the host itself, as before
+    specs = node_specs(3)
+    assert [n.name for n in specs] == ["mnlc-node-1", "mnlc-node-2", "mnlc-node-3"]
+    assert len({n.ip for n in specs}) == len({n.pod_cidr for n in specs}) == 3
+    with pytest.raises(ValueError, match="between 1 and"):
+        node_specs(0)
+    lay = L.Layout(tmp_path)
+    node = specs[1]
+    kubelet = yaml.safe_load(configs.node_kubelet_config(lay, node))
+    assert kubelet["cgroupRoot"] == "/mnlc-nodes/mnlc-node-2"
+    assert kubelet["healthzBindAddress"] == node.ip and kubelet["podLogsDir"] == "/var/log/pods"
+    paths = configs.ContainerdPaths.of_node(lay.node(node.name))
+    containerd = tomllib.loads(configs.containerd_config(paths, runc="/r", cni_bin_dir="/c"))
+    # deploy/base's hostPath volumes name the standard paths: the node's containerd serves there.
+    assert containerd["plugins"]["io.containerd.nri.v1.nri"]["socket_path"] == "/run/nri/nri.sock"
+    cni = containerd["plugins"]["io.containerd.cri.v1.runtime"]["cni"]
+    assert cni["conf_dir"] == "/etc/cni/net.d"
+    # The shims name containerd's socket: under the state dir, so cleanup knows them as ours.
+    assert containerd["grpc"]["address"].startswith(str(tmp_path))
 
 
 def test_oci_tarball_is_a_consistent_image_layout() -> None:
