@@ -1,14 +1,17 @@
-"""Deploy multinet into the local cluster: the same manifests users get, processes on the host.
+"""Deploy multinet into the local cluster: the same manifests users get.
 
-What users apply (deploy/base, rendered with `kubectl kustomize`) is applied here too, except the
-workloads: there is no registry for an image, so the controller and the node agent run as host
-processes (managed like the cluster's components: pid file, log in the log dir, stopped by
-`down`), each with a token of ITS OWN service account from those manifests, never admin. The
-agent's token is bound to the Node, as a DaemonSet pod's token would be, so the policy that
-lets an agent write only its own node's ResourceSlices applies to it.
+Many nodes (`--nodes N`, N >= 2): deploy/base runs as users run it, the controller Deployment and
+the agent DaemonSet as pods, from the image `make image` builds (imported into every node's
+containerd; the overlay in ./overlay changes only the image reference and its pull policy).
 
-    python -m localcluster.multinet deploy     # idempotent; restarts processes that died
-    python -m localcluster.multinet undeploy   # stops the processes (objects stay)
+One node (the inner loop, fast): deploy/base's objects are applied except its workloads, and the
+controller and the node agent run as host processes (managed like the cluster's components: pid
+file, log in the log dir, stopped by `down`), each with a token of ITS OWN service account from
+those manifests, never admin. The agent's token is bound to the Node, as a DaemonSet pod's token
+would be, so the policy that lets an agent write only its own node's ResourceSlices applies.
+
+    python -m localcluster.multinet deploy [--nodes N]   # idempotent; restarts what died
+    python -m localcluster.multinet undeploy             # stops the processes (objects stay)
 """
 
 from __future__ import annotations
@@ -26,12 +29,16 @@ from typing import Any
 
 import yaml
 
+from . import image
 from .cluster import Cluster, ClusterError, up
-from .layout import bin_dir
+from .components import binary
+from .layout import MULTINET_IMAGE, bin_dir
 from .processes import wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
+#: deploy/base with the local image reference and pull policy: what runs on sandbox nodes.
+OVERLAY = Path(__file__).resolve().parent / "overlay"
 NAMESPACE = "multinet-system"
 CONTROLLER = "multinet-controller"
 AGENT = "multinet-node-agent"
@@ -166,7 +173,94 @@ def restart_agent(cluster: Cluster, *, kill: bool = False) -> None:
     wait_agent_ready(cluster)
 
 
+def import_multinet_image(cluster: Cluster, say: Any = print) -> None:
+    """Build the image (or find it cached) and import it into every node's containerd."""
+    tarball = image.multinet_image_tarball(MULTINET_IMAGE, say=say)
+    ctr = Path(binary("ctr"))
+    for name in cluster.node_names:
+        image.import_image(ctr, cluster.layout.node(name).containerd_socket, tarball)
+    say(f"imported {tarball.name} into {len(cluster.node_names)} nodes")
+
+
+def tag_image(cluster: Cluster, ref: str, new_ref: str) -> None:
+    """Give the image `ref` a second name on every node (a new tag for a rolling update)."""
+    for name in cluster.node_names:
+        socket = cluster.layout.node(name).containerd_socket
+        ctr = [binary("ctr"), "--address", str(socket), "-n", "k8s.io"]
+        subprocess.run(
+            [*ctr, "images", "tag", "--force", ref, new_ref],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+
+def deploy_pods(cluster: Cluster, say: Any = print, timeout: float = 180.0) -> None:
+    """deploy/base as users apply it (through the local overlay), workloads as pods; returns
+    once every node's agent pod is Ready and the controller is available."""
+    import_multinet_image(cluster, say)
+    say("applying deploy/base through hack/localcluster/overlay (image reference, pull policy)")
+    rendered = cluster.kubectl("kustomize", str(OVERLAY)).stdout
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=rendered)
+    crds = [
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    for name in crds:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    wait_workloads(cluster, timeout)
+    say(f"multinet runs as pods on {', '.join(cluster.node_names)}")
+
+
+def wait_workloads(cluster: Cluster, timeout: float = 180.0) -> None:
+    """Until the agent DaemonSet is rolled out on every node and the controller is available
+    (the current generation of each, every pod updated and Ready)."""
+    deadline = time.monotonic() + timeout
+    pending = [("daemonset", AGENT), ("deployment", CONTROLLER)]
+    while pending:
+        kind, name = pending[0]
+        if _rolled_out(cluster, kind, name):
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            pods = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
+            raise ClusterError(
+                f"{kind} {name} not rolled out after {timeout:.0f}s:\n{pods.stdout}"
+                f"(kubectl -n {NAMESPACE} describe pods / logs tell why)"
+            )
+        time.sleep(1)
+
+
+def _rolled_out(cluster: Cluster, kind: str, name: str) -> bool:
+    proc = cluster.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return False
+    obj = yaml.safe_load(proc.stdout)
+    status = obj.get("status", {})
+    if status.get("observedGeneration") != obj["metadata"]["generation"]:
+        return False
+    if kind == "daemonset":
+        want = status.get("desiredNumberScheduled", -1)
+        return bool(
+            want == len(cluster.node_names)
+            and status.get("updatedNumberScheduled") == want
+            and status.get("numberReady") == want
+            and status.get("numberAvailable") == want
+        )
+    want = obj["spec"].get("replicas", 1)
+    return bool(
+        status.get("updatedReplicas") == want
+        and status.get("availableReplicas") == want
+        and status.get("replicas") == want
+    )
+
+
 def deploy(cluster: Cluster, say: Any = print) -> None:
+    """multinet into `cluster`: as pods on sandbox nodes, as host processes on a single node."""
+    if cluster.nodes:
+        deploy_pods(cluster, say)
+        return
     say("applying deploy/base (CRDs, RBAC, admission policy) without its workloads")
     apply_manifests(cluster)
     if not cluster.processes.alive(CONTROLLER):
@@ -187,10 +281,17 @@ def undeploy(cluster: Cluster) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster.multinet")
     parser.add_argument("command", choices=["deploy", "undeploy"])
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="cluster size (default 1: multinet as host processes; 2 or more: as pods)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "deploy":
-            cluster = up(say=print, keep=True)  # like `localcluster up`: test sessions keep it
+            # Like `localcluster up`: test sessions keep it.
+            cluster = up(say=print, keep=True, nodes=args.nodes)
             deploy(cluster)
             print(f"kubeconfig: {cluster.kubeconfig}")
         else:
