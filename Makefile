@@ -7,9 +7,12 @@ export MULTINET_CACHE ?= $(HOME)/.cache/multinet
 # The image the manifests in deploy/base name (a test keeps them equal).
 IMAGE ?= ghcr.io/multinet-dev/multinet:0.1.0
 KIND_CLUSTER ?= multinet
+# Local cluster size: 1 (this machine is the node; multinet as host processes) or 2-9 sandbox
+# nodes running multinet's image as deploy/base's pods.
+NODES ?= 1
 KUBECTL ?= kubectl
 
-.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down binaries proto bench chaos build clean
+.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down node-nic binaries proto bench chaos build clean
 .PHONY: image image-docker kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -33,11 +36,12 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests hack bench
 	$(VENV)/bin/ruff format --check src tests hack bench
 
-typecheck: venv ## mypy, strict on src/ and tests/ (tests/e2e and tests/nri in runs of their own)
+typecheck: venv ## mypy, strict on src/ and tests/ (tests/e2e, tests/nri, tests/multinode in runs of their own)
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/mypy tests/*.py tests/unit tests/tool tests/cluster tests/root
 	MYPYPATH=tests/e2e $(VENV)/bin/mypy tests/e2e
 	MYPYPATH=tests/nri $(VENV)/bin/mypy tests/nri
+	MYPYPATH=tests/multinode $(VENV)/bin/mypy tests/multinode
 
 test: lint typecheck binaries ## everything CI runs: lint, types, the whole pytest suite (real cluster, root)
 	$(VENV)/bin/pytest -ra
@@ -45,8 +49,12 @@ test: lint typecheck binaries ## everything CI runs: lint, types, the whole pyte
 unit: venv ## the fast tests only (no cluster)
 	$(VENV)/bin/pytest -ra -m "not cluster and not root"
 
-cluster-up: venv binaries ## start the local single-node cluster with multinet deployed; prints the kubeconfig path
-	$(PY) -m localcluster.multinet deploy
+cluster-up: venv binaries ## start the local cluster (NODES=N, default 1) with multinet deployed
+	$(PY) -m localcluster.multinet deploy --nodes $(NODES)
+
+node-nic: venv ## give a sandbox node a veth NIC on the host's lab bridge: make node-nic NODE=mnlc-node-2 NAME=eth1
+	@test -n "$(NODE)" -a -n "$(NAME)" || { echo "usage: make node-nic NODE=<node> NAME=<nic>" >&2; exit 2; }
+	$(PY) -m localcluster node-nic $(NODE) $(NAME)
 
 cluster-down: venv ## stop the local cluster and restore the machine
 	$(PY) -m localcluster down

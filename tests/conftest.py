@@ -20,6 +20,12 @@ from kubernetes import config as k8s_config
 from localcluster import Cluster, down, up
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The many-node tests (tests/multinode) last: their 3-node cluster replaces the single-node
+    one the other tests share, so they run once that is no longer needed."""
+    items.sort(key=lambda item: "multinode" in item.path.parts)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The local cluster, up and Ready (started on demand; see the module docstring)."""
