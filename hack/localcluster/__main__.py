@@ -25,7 +25,10 @@ def _status(cluster: Cluster) -> int:
         ready = "Ready" if cluster.node_is_ready() else "NOT all Ready"
         nodes = ", ".join(cluster.node_names)
         print(f"nodes {nodes} (API at {cluster.node_ip}): {ready}")
-        print(f"memory (RSS of managed processes): {cluster.rss_kib() / 1024:.0f} MiB")
+        print(
+            f"memory (RSS): {cluster.rss_kib() / 1024:.0f} MiB in managed processes, "
+            f"{cluster.total_rss_kib() / 1024:.0f} MiB with shims and pods"
+        )
         print(f"kubeconfig: {cluster.kubeconfig}")
     return 0 if cluster.is_up() else 1
 

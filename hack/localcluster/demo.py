@@ -81,7 +81,11 @@ def node_nic(node: str) -> str:
     if not links:
         return ""
     (link,) = links
-    inet = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])]
+    inet = [
+        f"{a['local']}/{a['prefixlen']}"
+        for a in link.get("addr_info", [])
+        if a.get("scope") != "link"  # the kernel's own link-local address comes and goes
+    ]
     return f"{link['ifname']} mtu {link['mtu']} mac {link['address']} addresses {inet or 'none'}"
 
 
@@ -259,7 +263,7 @@ def _delete_and_compare(cluster: Cluster, nodes: list[str], before: dict[str, st
             if after != before[node]:
                 raise StepFailed(f"{NIC} came back changed on {node}:\n  before: "
                                  f"{before[node]}\n  after:  {after}")  # fmt: skip
-        say("    identical to before the pods (name, MTU, MAC, no address)")
+        say("    identical to before the pods (name, MTU, MAC, addresses)")
 
 
 def _devices_by_node(cluster: Cluster, nodes: list[str]) -> dict[str, str] | None:

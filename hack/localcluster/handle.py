@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import components as C
-from . import configs
+from . import configs, debris, sandbox
 from . import layout as L
 from .nodes import NodeSpec, node_specs
 from .processes import ProcessExited, ProcessTable, proc_rss_kib
@@ -311,6 +311,13 @@ class Cluster:
     def rss_kib(self) -> int:
         """Resident memory of every managed process (components and extras), in KiB."""
         return sum(proc_rss_kib(pid) for _, pid, _, _ in self.status_rows() if pid)
+
+    def total_rss_kib(self) -> int:
+        """Resident memory of the whole cluster, in KiB: the managed processes, the shims and
+        every process of every pod (multinet's own pods included)."""
+        managed = {pid for _, pid, _, _ in self.status_rows() if pid}
+        pods = set(debris.orphan_pids(self.layout)) | set(sandbox.processes_in_nodes())
+        return sum(proc_rss_kib(pid) for pid in managed | pods)
 
 
 def component_env(

@@ -1,8 +1,9 @@
 """The image recipe, the Makefile, kind's config and the manifests agree with each other and code.
 
-None of docker, kind or a registry exists here, so `make image-docker`, `make kind-demo` and the
-DaemonSet never run in this suite (`make image`, buildah's build of the same Dockerfile, does:
-tests/tool/test_image.py); these checks are what keeps them from drifting:
+None of docker, kind or a registry exists here, so `make image-docker` and `make kind-demo` never
+run in this suite (`make image`, buildah's build of the same Dockerfile, does: tests/tool/
+test_image.py; the DaemonSet and Deployment run as pods in tests/multinode); these fast checks
+keep them from drifting:
 - the image the manifests name is the Makefile's IMAGE, tagged with the package version;
 - the Dockerfile installs this project and runs its `multinet` entry point;
 - the workloads' commands are real subcommands and every env var they set is one the CLI reads;
