@@ -10,9 +10,13 @@ KIND_CLUSTER ?= multinet
 # Local cluster size: 1 (this machine is the node; multinet as host processes) or 2-9 sandbox
 # nodes running multinet's image as deploy/base's pods.
 NODES ?= 1
+# Another Kubernetes release than hack/k8s/versions.env's default (built once, cached per version).
+ifdef K8S_VERSION
+export K8S_VERSION
+endif
 KUBECTL ?= kubectl
 
-.PHONY: help deps venv lint typecheck test unit demo cluster-up cluster-down node-nic binaries proto bench chaos build clean
+.PHONY: help deps venv lint typecheck test test-matrix unit demo cluster-up cluster-down node-nic binaries proto bench chaos build clean
 .PHONY: image image-docker kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -70,6 +74,9 @@ bench: venv binaries ## benchmarks: attach latency, pod start-up and churn figur
 chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults (long; MULTINET_CHAOS_SEED=N repeats an order)
 	MULTINET_CHAOS_CYCLES=$${MULTINET_CHAOS_CYCLES:-100} MULTINET_CHAOS_OUTAGE=$${MULTINET_CHAOS_OUTAGE:-30} \
 		$(VENV)/bin/pytest -ra tests/e2e/test_chaos_e2e.py
+
+test-matrix: venv deps ## cluster + e2e tests on Kubernetes 1.34-1.37 and a feature table (long; not in CI)
+	$(PY) -m localcluster.matrix $(if $(VERSIONS),--versions $(VERSIONS),)
 
 proto: venv ## regenerate the checked-in gRPC code from src/multinet/kubelet/proto
 	$(PY) -m protogen.kubelet

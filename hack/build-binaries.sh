@@ -2,15 +2,58 @@
 # Builds or fetches every binary the local cluster runs, into a cache OUTSIDE the checkout.
 #   MULTINET_CACHE (default ~/.cache/multinet) holds:
 #     k8s-<version>/   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl
+#     k8s-mod-<version>/  the Go module a non-default version is built from (generated, tidied)
 #     debs/            etcd, containerd (Debian forky, private apt config), extracted trees
-# A warm cache makes this a few stat() calls. Versions: hack/k8s/versions.env.
+#     bin/             links to the default version's binaries; bin-<version>/ for another
+# A warm cache makes this a few stat() calls. Versions: hack/k8s/versions.env; K8S_VERSION=1.3x.y
+# builds and links another Kubernetes release (any the Go module proxy serves).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=k8s/versions.env
 source "$here/k8s/versions.env"
+default_version=$KUBERNETES_VERSION
+if [[ -n ${K8S_VERSION:-} ]]; then
+  KUBERNETES_VERSION=v${K8S_VERSION#v}
+  if ! [[ $KUBERNETES_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]]; then
+    printf '[build-binaries] K8S_VERSION=%s: expected a release like 1.36.3\n' "$K8S_VERSION" >&2
+    exit 2
+  fi
+fi
 cache=${MULTINET_CACHE:-$HOME/.cache/multinet}
 mkdir -p "$cache"
 say() { printf '[build-binaries] %s\n' "$*" >&2; }
+bin_dir() {
+  if [[ $KUBERNETES_VERSION == "$default_version" ]]; then echo "$cache/bin"; else echo "$cache/bin-$KUBERNETES_VERSION"; fi
+}
+
+module_dir() {
+  # The default version builds from the checked-in module (hack/k8s, go.sum committed). Another
+  # version gets a module generated from the same tools.go: k8s.io/kubernetes at that version and
+  # a replace for each of ITS staging modules (the list differs between releases), tidied once.
+  if [[ $KUBERNETES_VERSION == "$default_version" ]]; then
+    echo "$here/k8s"
+    return
+  fi
+  local dir="$cache/k8s-mod-$KUBERNETES_VERSION"
+  if [[ ! -f $dir/.tidy ]]; then
+    say "kubernetes $KUBERNETES_VERSION: generating its Go module in $dir" >&2
+    mkdir -p "$dir"
+    local modfile staging="v0.${KUBERNETES_VERSION#v1.}"
+    modfile=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+      sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+    [[ -f $modfile ]] || { say "k8s.io/kubernetes@$KUBERNETES_VERSION: not served by the module proxy"; exit 1; }
+    cp "$here/k8s/tools.go" "$dir/"
+    {
+      printf 'module multinet.dev/hack/k8s\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
+        "$(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1.0/')" "$KUBERNETES_VERSION"
+      awk -v v="$staging" '$2 == "=>" && $3 ~ /^\.\/staging\// {printf "\t%s => %s %s\n", $1, $1, v}' "$modfile"
+      printf ')\n'
+    } >"$dir/go.mod"
+    (cd "$dir" && go mod tidy >&2)
+    touch "$dir/.tidy"
+  fi
+  echo "$dir"
+}
 
 build_kubernetes() {
   local out="$cache/k8s-$KUBERNETES_VERSION"
@@ -29,8 +72,9 @@ build_kubernetes() {
   done
   say "kubernetes $KUBERNETES_VERSION: building 5 commands (cold: tens of minutes on 2 cores; go -v shows progress)"
   local start=$SECONDS
+  local module; module=$(module_dir)
   (
-    cd "$here/k8s"
+    cd "$module"
     export GOFLAGS=-mod=mod CGO_ENABLED=0
     go build -v -trimpath -ldflags "$ld" -o "$out/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -75,26 +119,26 @@ SRC
 }
 
 link_binaries() {
-  local k8s="$cache/k8s-$KUBERNETES_VERSION" debs="$cache/debs/root/usr/bin"
-  mkdir -p "$cache/bin"
+  local k8s="$cache/k8s-$KUBERNETES_VERSION" debs="$cache/debs/root/usr/bin" bin; bin=$(bin_dir)
+  mkdir -p "$bin"
   for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-    ln -sfn "$k8s/$b" "$cache/bin/$b"
+    ln -sfn "$k8s/$b" "$bin/$b"
   done
   for b in etcd containerd ctr containerd-shim-runc-v2; do
-    ln -sfn "$debs/$b" "$cache/bin/$b"
+    ln -sfn "$debs/$b" "$bin/$b"
   done
   local missing=()
-  for b in "$cache"/bin/*; do [[ -x $b ]] || missing+=("$b"); done
+  for b in "$bin"/*; do [[ -x $b ]] || missing+=("$b"); done
   if ((${#missing[@]})); then
     say "missing after the build: ${missing[*]}"
     exit 1
   fi
-  local got; got=$("$cache/bin/kubelet" --version 2>/dev/null || true)
+  local got; got=$("$bin/kubelet" --version 2>/dev/null || true)
   if [[ $got != "Kubernetes $KUBERNETES_VERSION" ]]; then
     say "kubelet reports '$got', expected 'Kubernetes $KUBERNETES_VERSION' (version ldflags?)"
     exit 1
   fi
-  say "binaries ready in $cache/bin"
+  say "binaries ready in $bin"
 }
 
 check_prerequisites() {

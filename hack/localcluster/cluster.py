@@ -90,6 +90,7 @@ def _prepare(cluster: Cluster) -> None:
         "node_ip": cluster.node_ip,
         "apiserver": cluster.apiserver_url,
         "nodes": cluster.node_count,
+        "kubernetes": L.kubernetes_version(),
     }
     lay.info_file.write_text(json.dumps(info, indent=2) + "\n")
 
@@ -252,7 +253,8 @@ def up(
             lay.keep_file.touch()
         cluster = Cluster.load(state_dir)
         wanted = node_specs(nodes)
-        if cluster.nodes == wanted and _running_and_ready(cluster):
+        same = cluster.nodes == wanted and cluster.kubernetes_version == L.kubernetes_version()
+        if same and _running_and_ready(cluster):
             say(f"cluster already up; kubeconfig: {cluster.kubeconfig}")
             return cluster
         started = time.monotonic()
@@ -262,7 +264,9 @@ def up(
         problems = debris.clean(lay)
         if problems:
             raise ClusterError("cannot clean the previous cluster: " + "; ".join(problems))
-        cluster = Cluster(lay, node_name_default(), node_ip_default(), wanted)
+        cluster = Cluster(
+            lay, node_name_default(), node_ip_default(), wanted, L.kubernetes_version()
+        )
         try:
             _bring_up(cluster, say)
         except BaseException:
@@ -278,10 +282,11 @@ def up(
 
 def _bring_up(cluster: Cluster, say: Say) -> None:
     lay = cluster.layout
+    version = L.kubernetes_version()
     if cluster.nodes:
-        say(f"{cluster.node_count} sandbox nodes; control plane on {cluster.node_ip}")
+        say(f"Kubernetes {version}: {cluster.node_count} sandbox nodes, API on {cluster.node_ip}")
     else:
-        say(f"node {cluster.node_name} ({cluster.node_ip}); state in {lay.root}")
+        say(f"Kubernetes {version}: node {cluster.node_name} ({cluster.node_ip}), state {lay.root}")
     _prepare(cluster)
     debris.record_sysctls(lay)
     start_and_wait(cluster, [C.etcd(lay), *_runtimes(cluster, say)], say)

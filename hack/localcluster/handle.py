@@ -104,6 +104,8 @@ class Cluster:
     #: The sandbox nodes of a many-node cluster (`up(nodes=N)`, N >= 2); empty: the host is
     #: the one node.
     nodes: tuple[NodeSpec, ...] = ()
+    #: The Kubernetes version it runs ("v1.36.3"); empty: the version in use (K8S_VERSION).
+    kubernetes_version: str = ""
     #: True on the handle returned by an `up` that actually started the cluster (not a no-op).
     started_here: bool = field(default=False, compare=False)
 
@@ -113,7 +115,8 @@ class Cluster:
         try:
             info = json.loads(lay.info_file.read_text())
             nodes = node_specs(int(info.get("nodes", 1)))
-            return cls(lay, info["node_name"], info["node_ip"], nodes)
+            version = str(info.get("kubernetes", ""))
+            return cls(lay, info["node_name"], info["node_ip"], nodes, version)
         except (FileNotFoundError, ValueError, KeyError):
             return cls(lay, node_name_default(), node_ip_default())
 

@@ -65,18 +65,45 @@ def cache_dir() -> Path:
 
 
 def bin_dir() -> Path:
-    """hack/build-binaries.sh links every binary here."""
-    return cache_dir() / "bin"
+    """hack/build-binaries.sh links every binary here: `bin/` for the default Kubernetes
+    version, `bin-<version>/` for one chosen with K8S_VERSION."""
+    version = kubernetes_version()
+    if version == pinned_versions()["KUBERNETES_VERSION"]:
+        return cache_dir() / "bin"
+    return cache_dir() / f"bin-{version}"
 
 
-def versions() -> dict[str, str]:
-    """hack/k8s/versions.env: the one place the pinned versions are written down."""
+def pinned_versions() -> dict[str, str]:
+    """hack/k8s/versions.env: the one place the pinned (default) versions are written down."""
     out: dict[str, str] = {}
     for raw in (REPO_ROOT / "hack" / "k8s" / "versions.env").read_text().splitlines():
         line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip()
+    return out
+
+
+def normalize_version(version: str) -> str:
+    """ "1.34.4" or "v1.34.4" -> "v1.34.4"; anything else is refused with what is expected."""
+    text = version.strip()
+    text = text if text.startswith("v") else f"v{text}"
+    parts = text[1:].split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or parts[0] != "1":
+        raise ValueError(f"K8S_VERSION={version!r}: expected a release like 1.36.3")
+    return text
+
+
+def kubernetes_version() -> str:
+    """The Kubernetes version in use: K8S_VERSION when set, else the pinned default."""
+    chosen = os.environ.get("K8S_VERSION", "").strip()
+    return normalize_version(chosen) if chosen else pinned_versions()["KUBERNETES_VERSION"]
+
+
+def versions() -> dict[str, str]:
+    """The versions in use: the pinned ones, with Kubernetes as K8S_VERSION chooses."""
+    out = pinned_versions()
+    out["KUBERNETES_VERSION"] = kubernetes_version()
     return out
 
 

@@ -184,3 +184,42 @@ def test_a_component_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
     assert err.value.log == tmp_path / "logs" / "broken.log"
     assert "cannot bind 12379" in str(err.value) and str(err.value.log) in str(err.value)
     assert "an old run's line" not in str(err.value)
+
+
+def test_k8s_version_chooses_the_binaries_and_a_bad_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MULTINET_CACHE", str(tmp_path))
+    pinned = L.pinned_versions()["KUBERNETES_VERSION"]
+    monkeypatch.delenv("K8S_VERSION", raising=False)
+    assert L.kubernetes_version() == pinned and L.bin_dir() == tmp_path / "bin"
+    monkeypatch.setenv("K8S_VERSION", pinned.removeprefix("v"))
+    assert L.bin_dir() == tmp_path / "bin"  # the default, however it is spelled
+    monkeypatch.setenv("K8S_VERSION", "1.34.4")
+    assert L.versions()["KUBERNETES_VERSION"] == "v1.34.4"
+    assert L.bin_dir() == tmp_path / "bin-v1.34.4"
+    monkeypatch.setenv("K8S_VERSION", "1.34")
+    with pytest.raises(ValueError, match="expected a release like"):
+        L.kubernetes_version()
+
+
+def test_the_matrix_table_sorts_results_into_features_and_names_what_failed() -> None:
+    from localcluster.matrix import Run, table
+
+    ok = Run("v1.36.3", build_seconds=1, test_seconds=300)
+    ok.outcomes = {
+        ("test_attach_e2e", "test_two_pods_share_one_nic_in_macvlan_mode"): True,
+        ("test_health_e2e", "test_kubelet_health_stream_runs_without_errors"): True,
+    }
+    old = Run("v1.34.4", build_seconds=900, test_seconds=310)
+    old.outcomes = {
+        ("test_attach_e2e", "test_two_pods_share_one_nic_in_macvlan_mode"): False,
+        ("test_health_e2e", "test_kubelet_health_stream_runs_without_errors"): True,
+    }
+    broken = Run("v1.37.2", error="build failed (1)")
+    text = table([old, ok, broken])
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert rows["macvlan sharing"].split(" | ")[1:] == ["FAIL 0/1", "pass 1/1", "n/a |"]
+    assert rows["health stream"].split(" | ")[1:3] == ["pass 1/1", "pass 1/1"]
+    assert rows["pool IPAM"].split(" | ")[1] == "no test ran"
+    assert "- v1.34.4 macvlan sharing: test_two_pods_share_one_nic_in_macvlan_mode" in text
