@@ -13,6 +13,12 @@ process: the attach hook records them (``link_of``) with the attachment in the c
 ``away_links()`` hands them back, so after an agent restart a device that is already away is
 rebuilt from the record and stays in the slice.
 
+Shared (macvlan) parent NICs are published in the form ``sharing`` says
+(``devices.slots.Sharing``): one device with consumable capacity where the apiserver serves it,
+else N slot devices per NIC. The agent detects the form at start (``kube.features``) and sets
+it before the first publish; ``use_sharing`` changes it later (a probe that failed at start and
+succeeded on a retry) and republishes.
+
 Time budget: none of this runs under the NRI deadline; netlink decoding happens on the
 inventory's thread, API calls are awaited.
 """
@@ -32,6 +38,7 @@ from multinet.devices.away import with_away_devices
 from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.devices.model import Device, HostSnapshot, Link
 from multinet.devices.resolve import Resolution, resolve
+from multinet.devices.slots import Sharing
 from multinet.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
@@ -70,6 +77,7 @@ class PublishLoop:
         publisher: Publisher,
         away: Callable[[], Collection[str]] = frozenset,
         away_links: Callable[[], Mapping[str, Link]] = dict,
+        sharing: Sharing = Sharing.SLOT_DEVICES,
         initial_backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
     ) -> None:
@@ -79,6 +87,9 @@ class PublishLoop:
         self.away = away
         #: Recorded links of away devices (device name -> link), for those not seen since start.
         self.away_links = away_links
+        #: How shared parents are published; until told otherwise, the form that works on
+        #: every Kubernetes version (slot devices).
+        self.sharing = sharing
         self.initial_backoff_seconds = initial_backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         #: Set after the first successful publish (readiness).
@@ -93,6 +104,12 @@ class PublishLoop:
         #: ifname -> (reason, networks whose pattern selects it) as last logged.
         self._told: dict[str, tuple[str, tuple[str, ...]]] = {}
 
+    def use_sharing(self, sharing: Sharing) -> None:
+        """Publish shared parents in the form ``sharing`` from now on (republishing if new)."""
+        if sharing is not self.sharing:
+            self.sharing = sharing
+            self._wake.set()
+
     def device_names(self) -> frozenset[str]:
         """Names of the devices in the last successful publish."""
         return self._published_names
@@ -106,7 +123,7 @@ class PublishLoop:
         wanted = set(self.away())
         recorded = self.away_links() if wanted else {}
         snapshot, self._seen = with_away_devices(snapshot, self._seen, wanted, recorded)
-        return resolve(snapshot, self.networks.selectors)
+        return resolve(snapshot, self.networks.selectors, sharing=self.sharing)
 
     async def publish_once(self) -> slices.SlicePlan:
         resolution = self.devices(self.inventory.current)

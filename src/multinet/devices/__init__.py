@@ -10,6 +10,8 @@ decided here and is unit-tested without a kernel:
 - ``exclusion``   interfaces never advertised (loopback, the default route and the devices
                   beneath it, pod veths, CNI bridges, known overlay/CNI devices)
 - ``binding``     which Ready PodNetwork selects which device; conflicts as data
+- ``slots``       a shared (macvlan) parent as N once-allocatable slot devices, where the cluster
+                  does not serve consumable capacity
 - ``resolve``     snapshot + networks -> devices to publish (the one call the agent makes)
 - ``away``        devices moved into pods stay published with their last host facts
 """

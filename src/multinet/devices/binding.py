@@ -10,7 +10,9 @@ returned as data so the caller can log it, count it and emit Events on both netw
 
 In ``macvlan`` mode the selected device is the *parent*: pods get children of it, so it is
 advertised as shareable (``allowMultipleAllocations``) with the consumable capacity
-``multinet.dev/interfaces`` bounding how many children it serves.
+``multinet.dev/interfaces`` bounding how many children it serves. Where the cluster does not
+serve consumable capacity, ``devices.slots`` turns that shared device into as many plain slot
+devices as its capacity says (one number, ``NetworkSelector.max_interfaces``, for both forms).
 """
 
 from __future__ import annotations
@@ -74,13 +76,18 @@ def explicit_names(networks: Iterable[NetworkSelector]) -> frozenset[str]:
     return frozenset(out)
 
 
+def shared_capacity(most: int) -> dict[str, Capacity]:
+    """The consumable capacity of a shared parent serving at most ``most`` children."""
+    most = max(1, most)
+    return {INTERFACES_CAPACITY: Capacity(value=most, default=1, minimum=1, maximum=most)}
+
+
 def _bound(device: Device, network: NetworkSelector) -> Device:
     attrs = dict(device.attributes)
     attrs[attributes.POD_NETWORK] = network.name
     if network.mode != MACVLAN:
         return replace(device, attributes=attrs, network=network.name)
-    most = max(1, network.max_interfaces)
-    capacity = {INTERFACES_CAPACITY: Capacity(value=most, default=1, minimum=1, maximum=most)}
+    capacity = shared_capacity(network.max_interfaces)
     return replace(
         device, attributes=attrs, network=network.name, shareable=True, capacity=capacity
     )

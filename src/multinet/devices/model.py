@@ -92,3 +92,5 @@ class Device:
     shareable: bool = False
     #: The PodNetwork the device is bound to, None when unbound.
     network: str | None = None
+    #: A slot device (``devices.slots``): the name of the shared parent device it stands for.
+    parent: str | None = None

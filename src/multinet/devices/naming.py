@@ -20,6 +20,12 @@ the same after an agent restart and after the interface has been inside a pod. W
 
 Collisions between the schemes (a veth literally called ``pci-0000-00-03-0``) are resolved in
 ``assign_names`` deterministically by suffixing the hash of the interface name.
+
+**Slot devices** (a shared macvlan parent published as N once-allocatable devices where the
+cluster has no consumable capacity, ``devices.slots``) are named ``<parent>-s<index>``
+(``pci-0000-3b-00-1-s0`` .. ``-s63``): as stable as the parent's name, and the index is the slot's
+position, not an order of allocation. A parent name too long for the suffix is cut and keeps a
+hash of its whole name (``slot_name``), so two long parents never share slot names.
 """
 
 from __future__ import annotations
@@ -49,6 +55,22 @@ def from_ifname(ifname: str) -> str:
         return ifname
     cleaned = _INVALID.sub("-", ifname.lower()).strip("-")[:50] or "if"
     return f"{cleaned}-{_short_hash(ifname)}"
+
+
+MAX_NAME = 63  # a DNS label
+
+
+def slot_name(parent: str, index: int, *, salted: bool = False) -> str:
+    """The name of slot ``index`` of the shared device ``parent`` (itself a DNS label).
+
+    ``salted`` inserts a hash of the parent's name (``eth1-1a2b3c-s0``): the form ``slots.expand``
+    falls back to when the plain name is taken by another device, and the form a parent too long
+    for the plain one always gets."""
+    suffix = f"-s{index}"
+    if not salted and len(parent) + len(suffix) <= MAX_NAME:
+        return parent + suffix
+    salt = f"-{_short_hash(parent)}"
+    return parent[: MAX_NAME - len(suffix) - len(salt)] + salt + suffix
 
 
 def device_name(link: Link) -> str:

@@ -1,11 +1,12 @@
-"""Snapshot + Ready networks -> the devices to publish: the one call the agent makes."""
+"""Snapshot + Ready networks (+ the sharing form) -> the devices to publish: the one call the
+agent makes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from multinet.devices import attributes, binding, exclusion, naming
+from multinet.devices import attributes, binding, exclusion, naming, slots
 from multinet.devices.model import Device, HostSnapshot
 
 
@@ -25,7 +26,14 @@ def devices(snapshot: HostSnapshot) -> list[Device]:
     ]
 
 
-def resolve(snapshot: HostSnapshot, networks: Sequence[binding.NetworkSelector] = ()) -> Resolution:
+def resolve(
+    snapshot: HostSnapshot,
+    networks: Sequence[binding.NetworkSelector] = (),
+    *,
+    sharing: slots.Sharing = slots.Sharing.CONSUMABLE_CAPACITY,
+) -> Resolution:
+    """``sharing``: how shared (macvlan) parents are published (``slots``); the agent passes
+    what it detected, the default is the form the API was made for."""
     explicit = binding.explicit_names(networks)
     reasons = exclusion.reasons(snapshot)
     by_index = snapshot.by_index()
@@ -34,5 +42,6 @@ def resolve(snapshot: HostSnapshot, networks: Sequence[binding.NetworkSelector] 
     }
     candidates = [d for d in devices(snapshot) if d.ifname not in excluded]
     bound = binding.bind(candidates, networks)
-    ordered = tuple(sorted(bound.devices, key=lambda d: d.name))
+    published = slots.published(bound.devices, sharing)
+    ordered = tuple(sorted(published, key=lambda d: d.name))
     return Resolution(devices=ordered, conflicts=bound.conflicts, excluded=excluded)
