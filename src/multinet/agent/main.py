@@ -3,8 +3,9 @@
 Start-up order matters:
 1. the checkpoint (what we prepared and attached before a restart; whatever it had to set
    aside becomes a Warning Event on this Node),
-2. the inventory and the PodNetwork watcher, then the first publish (so NodePrepareResources
-   can resolve the device names kubelet sends us),
+2. the inventory and the PodNetwork watcher; whether the apiserver serves consumable capacity
+   (a dry-run probe, ``kube.features``: it decides how shared macvlan NICs are published); then
+   the first publish (so NodePrepareResources can resolve the device names kubelet sends us),
 3. the kubelet plugin (registration + DRA), the NRI plugin (whose Synchronize reconciles the
    checkpoint with the pods that exist), the status reporter and /healthz, /readyz, /metrics.
 Shutdown (SIGTERM/SIGINT) reverses it; the sockets are unlinked so kubelet sees us go.
@@ -38,6 +39,7 @@ from multinet.devices.model import Link
 from multinet.errors import MultinetError
 from multinet.kube.client import api_client
 from multinet.kube.events import EventRecorder, node_ref
+from multinet.kube.features import SharingDetector
 from multinet.kube.ipam import Reservations
 from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
@@ -90,6 +92,7 @@ class _Parts:
     """The agent's long-lived pieces, wired together; `serve` starts and stops them."""
 
     networks: PodNetworkWatcher
+    sharing: SharingDetector
     publish: PublishLoop
     reporter: StatusReporter
     nri: NRIPlugin
@@ -148,7 +151,8 @@ def _wire(
         kubelet_root=settings.kubelet_root,
         health=DeviceHealthServicer(publish, pool=settings.node_name),
     )
-    return _Parts(networks, publish, reporter, nri, kubelet)
+    sharing = SharingDetector(api, settings.node_name)
+    return _Parts(networks, sharing, publish, reporter, nri, kubelet)
 
 
 async def _run(
@@ -171,6 +175,8 @@ async def _run(
     await health.start()
 
     spawn(parts.networks.run(), "podnetworks")
+    parts.publish.use_sharing(await parts.sharing.detect())
+    spawn(parts.sharing.settle(parts.publish.use_sharing), "sharing-probe")
     spawn(parts.publish.run(), "publish")
     spawn(parts.reporter.run(), "report")
     # Answer kubelet only once it can resolve device names it allocated from our slices.
