@@ -5,6 +5,8 @@ The controller owns a few condition types; other controllers may add their own t
 the very same dict, in the same order. It leaves a condition alone when that condition's
 ``observedGeneration`` is newer than the generation the caller based its decision on (someone saw a
 later spec than we did), and it keeps ``lastTransitionTime`` unless the status actually flips.
+An ``Absent`` entry removes a type of ours that no longer applies (``Sharing`` of a network that
+is no longer shared).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class Desired:
     reason: str
     message: str
     generation: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Absent:
+    """A condition type of ours that no longer applies: removed when present."""
+
+    type: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +76,7 @@ def _render(want: Desired, transition_time: str) -> dict[str, Any]:
 
 def set_conditions(
     current: Sequence[Mapping[str, Any]] | None,
-    wanted: Iterable[Desired],
+    wanted: Iterable[Desired | Absent],
     *,
     now: datetime.datetime,
 ) -> Outcome:
@@ -77,6 +86,9 @@ def set_conditions(
     transitions: list[Desired] = []
     skipped: list[str] = []
     for want in wanted:
+        if isinstance(want, Absent):
+            result = [c for c in result if c.get("type") != want.type]
+            continue
         index = next((i for i, c in enumerate(result) if c.get("type") == want.type), None)
         if index is None:
             result.append(_render(want, timestamp(now)))

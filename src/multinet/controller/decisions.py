@@ -175,7 +175,11 @@ def claims_using(
 
 
 def event_type(desired: Desired) -> str:
-    if desired.status == "True" or desired.reason in ("AdministrativelyDisabled", "Deleting"):
+    if desired.status == "True" or desired.reason in (
+        "AdministrativelyDisabled",
+        "Deleting",
+        "NoDevices",
+    ):
         return "Normal"
     return "Warning"
 

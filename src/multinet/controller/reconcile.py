@@ -1,4 +1,5 @@
-"""One reconcile pass over one PodNetwork: read, decide (``decisions``), write, report.
+"""One reconcile pass over one PodNetwork: read, decide (``decisions``, ``sharing``), write,
+report.
 
 Safe to run any number of times: every write is conditional on what was just read (status and
 finalizer patches carry the resourceVersion; a conflict re-reads and decides again), nothing is
@@ -12,13 +13,13 @@ import dataclasses
 import datetime
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from multinet.api import conditions, names, podnetwork
-from multinet.api.conditions import Desired
+from multinet.api.conditions import Absent, Desired
 from multinet.api.podnetwork import PodNetwork
-from multinet.controller import decisions
+from multinet.controller import decisions, sharing
 from multinet.errors import ConfigError
 from multinet.kube import errors
 from multinet.kube.controllerapi import Kube
@@ -38,10 +39,17 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _not_listed() -> Iterable[sharing.SliceView] | None:
+    return None
+
+
 @dataclasses.dataclass
 class Reconciler:
     kube: Kube
     now: Callable[[], datetime.datetime] = _now
+    #: What the published slices show of shared NICs (``runtime.Controller`` keeps it from a
+    #: watch); None until the slices were listed once, and then ``Sharing`` is left as it is.
+    slice_views: Callable[[], Iterable[sharing.SliceView] | None] = _not_listed
 
     async def reconcile(self, name: str) -> Result:
         try:
@@ -69,9 +77,18 @@ class Reconciler:
             pnw = podnetwork.parse(body)
         action = await self._device_class(pnw)
         await self.write_conditions(
-            body, lambda p: [decisions.readiness(p), decisions.device_class_condition(action, p)]
+            body,
+            lambda p: [
+                decisions.readiness(p),
+                decisions.device_class_condition(action, p),
+                *self._sharing(p),
+            ],
         )
         return Result.DONE
+
+    def _sharing(self, pnw: PodNetwork) -> list[Desired | Absent]:
+        views = self.slice_views()
+        return [] if views is None else [sharing.condition(pnw, views)]
 
     async def _deleting(self, body: dict[str, Any], pnw: PodNetwork) -> Result:
         if not decisions.holds_finalizer(pnw):
@@ -112,7 +129,7 @@ class Reconciler:
         return action
 
     async def write_conditions(
-        self, body: dict[str, Any], want: Callable[[PodNetwork], list[Desired]]
+        self, body: dict[str, Any], want: Callable[[PodNetwork], list[Desired | Absent]]
     ) -> None:
         """Read-modify-write of ``status.conditions``; ``want`` is re-evaluated after a conflict
         because the spec (and so the answer) may have changed."""

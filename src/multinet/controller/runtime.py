@@ -4,7 +4,9 @@ The watches (``kube.watching``, the same list/watch loop as the node agent's) on
 ``WorkQueue``; the single worker reconciles by re-reading the object, so what is written, and to
 which PodNetwork, is decided solely by ``reconcile``, and foreign PodNetworks stay exactly as their
 owners left them. A PodNetwork event queues that network; any ResourceClaim event re-checks the
-networks whose deletion waits for claims.
+networks whose deletion waits for claims. A third watch, on our driver's ResourceSlices, keeps
+what they show of shared NICs (one small ``sharing.SliceView`` per slice, not the slice) and
+queues the networks whose part of a slice changed, for their ``Sharing`` condition.
 
 Periodic work runs beside the queue as ``Periodic`` loops: the deleting-network re-check and the
 full resync are two; the IP-reservation garbage collector (pool IPAM) plugs in as another one
@@ -20,11 +22,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from multinet.api import podnetwork
+from multinet.controller import sharing
 from multinet.controller.reconcile import Reconciler, Result
 from multinet.controller.workqueue import WorkQueue
-from multinet.kube.controllerapi import PODNETWORKS, RESOURCECLAIMS, Kube
+from multinet.kube.controllerapi import PODNETWORKS, RESOURCECLAIMS, RESOURCESLICES, Kube
 
 log = logging.getLogger(__name__)
+
+#: Slice events come in bursts (an agent rewrites all its slices at once): gather them.
+SLICE_EVENT_DELAY = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +53,13 @@ class Controller:
         watch_timeout_seconds: int = 300,
     ) -> None:
         self.kube = kube
-        self.reconciler = Reconciler(kube)
+        self.reconciler = Reconciler(kube, slice_views=self.slice_views)
         self.queue = WorkQueue(self._reconcile)
         self.deleting: set[str] = set()
+        #: PodNetworks of ours seen by the watch (queued again once the slices are listed).
+        self.networks: set[str] = set()
+        #: Slice name -> what it shows of shared NICs; None until the slices were listed.
+        self.views: dict[str, sharing.SliceView] | None = None
         self.recheck_interval = recheck_interval
         # The server ends each watch after this long; the re-list then is the safety net.
         self.watch_timeout_seconds = watch_timeout_seconds
@@ -74,13 +84,45 @@ class Controller:
             return
         if event_type == "DELETED":
             self.deleting.discard(name)
+            self.networks.discard(name)
             return
+        self.networks.add(name)
         self.queue.add(name)
 
     def claim_event(self) -> None:
         """Any claim change may release a deleting network; re-check those (cheap: usually none)."""
         for name in self.deleting:
             self.queue.add(name, 0.2)  # a short delay coalesces a burst of claim events
+
+    def slice_views(self) -> list[sharing.SliceView] | None:
+        return None if self.views is None else list(self.views.values())
+
+    def slices_listed(self, items: list[dict[str, Any]]) -> None:
+        old = self.views
+        self.views = {}
+        for body in items:
+            found = sharing.view(body)
+            if found is not None:
+                self.views[_name(body)] = found
+        if old is None:  # the first list: every network's Sharing can be decided now
+            changed = set(self.networks)
+        else:
+            changed = set()
+            for name in set(old) | set(self.views):
+                changed |= sharing.networks_changed(old.get(name), self.views.get(name))
+        for network in changed:
+            self.queue.add(network, SLICE_EVENT_DELAY)
+
+    def slice_event(self, event_type: str, body: dict[str, Any]) -> None:
+        """Keep the view of one slice; queue the networks whose part of it changed."""
+        if self.views is None:
+            return
+        new = None if event_type == "DELETED" else sharing.view(body)
+        old = self.views.pop(_name(body), None)
+        if new is not None:
+            self.views[_name(body)] = new
+        for network in sharing.networks_changed(old, new):
+            self.queue.add(network, SLICE_EVENT_DELAY)
 
     async def resync(self) -> None:
         """Safety net for anything a watch missed: queue every PodNetwork of ours."""
@@ -118,6 +160,15 @@ class Controller:
                 ),
                 name="watch-resourceclaims",
             )
+            tg.create_task(
+                self.kube.watch(
+                    RESOURCESLICES,
+                    on_list=self.slices_listed,
+                    on_event=self.slice_event,
+                    timeout_seconds=self.watch_timeout_seconds,
+                ),
+                name="watch-resourceslices",
+            )
             for job in self.periodic:
                 tg.create_task(self._loop(job), name=job.name)
 
@@ -130,3 +181,7 @@ class Controller:
                 raise
             except Exception as exc:
                 log.warning("periodic job failed", extra={"job": job.name, "error": str(exc)})
+
+
+def _name(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("name") or "")

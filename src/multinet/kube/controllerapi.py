@@ -29,6 +29,10 @@ COMPONENT = "multinet-controller"
 
 PODNETWORKS = watching.Resource(names.GROUP, names.VERSION, names.PLURAL)
 RESOURCECLAIMS = watching.Resource("resource.k8s.io", "v1", "resourceclaims")
+#: Our driver's slices: how the agents published shared NICs (``controller.sharing``).
+RESOURCESLICES = watching.Resource(
+    "resource.k8s.io", "v1", "resourceslices", field_selector=f"spec.driver={names.DRIVER}"
+)
 
 
 class Kube:
@@ -90,7 +94,7 @@ class Kube:
             )  # type: ignore[call-arg]
             return obj
 
-    # --- watches: list + watch (PodNetworks, ResourceClaims) -----------------------------
+    # --- watches: list + watch (PodNetworks, ResourceClaims, ResourceSlices) -------------
 
     async def watch(
         self,
