@@ -10,7 +10,8 @@ Cases: the probe body is this node's slice of our driver with one shared device 
 publisher renders it, created as a dry run; fields kept -> consumable capacity; fields dropped ->
 slot devices; a refusal (422, 403) or an unreadable answer -> slot devices, final; an unreachable
 or busy apiserver -> slot devices meanwhile, asked again with backoff until it answers, and the
-answer is handed on.
+answer is handed on; through the real client, the request is a dry run (``dryRun=All``) to the
+v1 slices and an HTTP refusal is one too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from multinet.devices.binding import INTERFACES_CAPACITY
@@ -135,3 +138,37 @@ async def test_an_answer_that_is_not_json_means_slot_devices() -> None:
 
     found = features.SharingDetector(None, NODE, create=garbage)
     assert await found.detect() is Sharing.SLOT_DEVICES
+
+
+async def test_the_real_client_sends_a_dry_run_to_a_fake_apiserver() -> None:
+    """Over HTTP, against a fake apiserver that echoes what it is sent (or refuses it)."""
+    seen: list[tuple[str, dict[str, str], Any]] = []
+    refuse = False
+
+    async def resourceslices(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((request.path, dict(request.query), body))
+        if refuse:
+            return web.json_response({"kind": "Status", "code": 403}, status=403)
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post("/apis/resource.k8s.io/v1/resourceslices", resourceslices)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    try:
+        assert await features.SharingDetector(api, NODE).detect() is Sharing.CONSUMABLE_CAPACITY
+        path, query, body = seen[0]
+        assert (path, query) == ("/apis/resource.k8s.io/v1/resourceslices", {"dryRun": "All"})
+        assert body == features.probe_body(NODE)
+        refuse = True
+        found = features.SharingDetector(api, NODE)
+        assert await found.detect() is Sharing.SLOT_DEVICES
+        assert found.last is not None and found.last.settled  # 403: asking again will not help
+    finally:
+        await api.close()
+        await runner.cleanup()
