@@ -122,7 +122,7 @@ def test_one_nic_per_node_gives_one_pod_per_node_the_fourth_waits_with_the_reaso
         nodes3.kubectl("delete", "podnetwork", network, "--ignore-not-found", check=False)
 
 
-def test_pods_on_different_nodes_ping_each_other_over_their_secondary_interfaces(
+def test_pods_on_different_nodes_ping_each_other_over_net1_and_the_primary_network(
     nodes3: Cluster, namespace: str, lab_nics: LabNics
 ) -> None:
     nic = ""
@@ -140,6 +140,12 @@ def test_pods_on_different_nodes_ping_each_other_over_their_secondary_interfaces
         b = _net1_address(nodes3, namespace, "b")
         out = nodes3.kubectl(
             "exec", "-n", namespace, "a", "--", "ping", "-c", "2", "-W", "2", "-I", "net1", b
+        ).stdout
+        assert "2 packets received" in out, out
+        # The primary network crosses nodes too (each node routes the others' pod ranges).
+        b_primary = pods["b"]["status"]["podIP"]
+        out = nodes3.kubectl(
+            "exec", "-n", namespace, "a", "--", "ping", "-c", "2", "-W", "2", b_primary
         ).stdout
         assert "2 packets received" in out, out
     finally:
