@@ -186,3 +186,13 @@ def agent_checkpoint(cluster: Cluster) -> dict[str, Any]:
     if not path.exists():
         return {"claims": {}, "attachments": {}}
     return dict(json.loads(path.read_text()))
+
+
+def kubelet_feature_enabled(cluster: Cluster, node: str, gate: str) -> bool:
+    """Whether `node`'s kubelet runs with feature gate `gate` on, from its own metrics
+    (`kubernetes_feature_enabled`), as a user would check what their kubelet version does."""
+    metrics = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/metrics").stdout
+    for line in metrics.splitlines():
+        if line.startswith("kubernetes_feature_enabled{") and f'name="{gate}"' in line:
+            return line.rsplit(" ", 1)[1].strip() == "1"
+    raise AssertionError(f"the kubelet of {node} does not report feature gate {gate}")

@@ -61,8 +61,9 @@ class Run:
     version: str
     build_seconds: float = 0.0
     test_seconds: float = 0.0
-    #: (file stem, test name) -> passed?
+    #: (file stem, test name) -> passed? (skipped tests are in `skipped` only, with the reason)
     outcomes: dict[tuple[str, str], bool] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
     error: str = ""
 
 
@@ -72,13 +73,14 @@ def _build(version: str, env: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
-def _outcomes(junit: Path) -> dict[tuple[str, str], bool]:
-    out: dict[tuple[str, str], bool] = {}
+def _read_junit(run: Run, junit: Path) -> None:
     for case in ET.parse(junit).getroot().iter("testcase"):
-        stem = case.get("classname", "").rsplit(".", 1)[-1]
-        failed = any(case.find(tag) is not None for tag in ("failure", "error", "skipped"))
-        out[(stem, case.get("name", ""))] = not failed
-    return out
+        key = (case.get("classname", "").rsplit(".", 1)[-1], case.get("name", ""))
+        skipped = case.find("skipped")
+        if skipped is not None:
+            run.skipped[key] = skipped.get("message", "").removeprefix("Skipped: ")
+            continue
+        run.outcomes[key] = not any(case.find(tag) is not None for tag in ("failure", "error"))
 
 
 def run_version(version: str, pytest_args: list[str], workdir: Path) -> Run:
@@ -99,22 +101,23 @@ def run_version(version: str, pytest_args: list[str], workdir: Path) -> Run:
     )
     run.test_seconds = time.monotonic() - started
     if junit.exists():
-        run.outcomes = _outcomes(junit)
+        _read_junit(run, junit)
     else:
         run.error = "pytest wrote no report"
     return run
 
 
+def _proves(key: tuple[str, str], feature: str) -> bool:
+    return any(key[0] == stem and key[1].startswith(prefix) for stem, prefix in FEATURES[feature])
+
+
 def _cell(run: Run, feature: str) -> tuple[str, list[str]]:
     if run.error:
         return "n/a", []
-    picked = [
-        (key, ok)
-        for key, ok in run.outcomes.items()
-        if any(key[0] == stem and key[1].startswith(prefix) for stem, prefix in FEATURES[feature])
-    ]
+    picked = [(key, ok) for key, ok in run.outcomes.items() if _proves(key, feature)]
     if not picked:
-        return "no test ran", []
+        reasons = {why for key, why in run.skipped.items() if _proves(key, feature)}
+        return (f"n/a: {'; '.join(sorted(reasons))}" if reasons else "no test ran"), []
     failed = [name for (_, name), ok in picked if not ok]
     passed = len(picked) - len(failed)
     verdict = "FAIL" if failed else "pass"

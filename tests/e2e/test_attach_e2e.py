@@ -135,6 +135,14 @@ def test_restore_after_agent_sigkill_while_pod_runs(
     assert after == before
 
 
+def _condition(cluster: Cluster, network: str, kind: str) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        conds = get(cluster, "podnetwork", network).get("status", {}).get("conditions", [])
+        return next((c for c in conds if c["type"] == kind and c["status"] != "Unknown"), None)
+
+    return wait_for(found, timeout=60, what=f"condition {kind} of PodNetwork {network}")
+
+
 def test_two_pods_share_one_nic_in_macvlan_mode(
     multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
 ) -> None:
@@ -154,11 +162,18 @@ def test_two_pods_share_one_nic_in_macvlan_mode(
         )
     for i in (1, 2):
         wait_running(multinet, e2e_namespace, f"app{i}")
-    ips = []
+    # The form of sharing this cluster serves, as the PodNetwork's Sharing condition reports it:
+    # one shared device (a share ID per allocation) or one slot device per pod.
+    sharing = _condition(multinet, net, "Sharing")
+    assert sharing["status"] == "True", sharing
+    assert sharing["reason"] in ("ConsumableCapacity", "SlotDevices"), sharing
+    ips, devices = [], []
     for i in (1, 2):
         (status,) = _device_status(multinet, e2e_namespace, f"nic{i}")
         assert status["data"] == {"podNetwork": net}
-        assert status.get("shareID")
+        if sharing["reason"] == "ConsumableCapacity":
+            assert status.get("shareID")
+        devices.append(status["device"])
         (ip,) = status["networkData"]["ips"]
         shown = multinet.kubectl(
             "exec", "-n", e2e_namespace, f"app{i}", "--", "ip", "addr", "show", "net1"
@@ -167,6 +182,8 @@ def test_two_pods_share_one_nic_in_macvlan_mode(
         ips.append(ip)
     assert len(set(ips)) == 2, ips
     assert all(ip.startswith("10.250.7.") for ip in ips)
+    if sharing["reason"] == "SlotDevices":
+        assert len(set(devices)) == 2 and all("-s" in d for d in devices), devices
     for i in (1, 2):
         delete_pod(multinet, e2e_namespace, f"app{i}")
     assert host_link(parent.name) == before

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import support
 from helpers import wait_for
 from localcluster import Cluster
 from localcluster import multinet as deployment
@@ -69,6 +70,10 @@ def _healthy_in_kubelet(cluster: Cluster) -> set[str]:
 
 
 def test_kubelet_health_stream_runs_without_errors(multinet: Cluster) -> None:
+    if not support.kubelet_feature_enabled(multinet, multinet.node_name, "ResourceHealthStatus"):
+        # Kubernetes 1.34 and 1.35: the gate is alpha and off, so the kubelet never asks. The
+        # agent serves the stream all the same; there is nothing to observe here.
+        pytest.skip("the kubelet's ResourceHealthStatus gate is off: it opens no health stream")
     kubelet_log = multinet.log_dir / "kubelet.log"
     # Run this tree's agent (a reused cluster may still run an older one), then restart it
     # again: the second restart is the one under test, it ends a stream that is being served.

@@ -223,3 +223,14 @@ def test_the_matrix_table_sorts_results_into_features_and_names_what_failed() ->
     assert rows["health stream"].split(" | ")[1:3] == ["pass 1/1", "pass 1/1"]
     assert rows["pool IPAM"].split(" | ")[1] == "no test ran"
     assert "- v1.34.4 macvlan sharing: test_two_pods_share_one_nic_in_macvlan_mode" in text
+
+
+def test_the_matrix_says_why_a_feature_does_not_apply_on_a_version() -> None:
+    from localcluster.matrix import Run, table
+
+    old = Run("v1.34.4")
+    old.skipped = {
+        ("test_health_e2e", "test_kubelet_health_stream_runs_without_errors"): "gate off"
+    }
+    row = next(line for line in table([old]).splitlines() if line.startswith("| health stream"))
+    assert row == "| health stream | n/a: gate off |"
