@@ -302,7 +302,10 @@ async def test_a_claim_the_scheduler_allocated_becomes_a_checkpointed_plan(
             "metadata": {"name": f"test-{tag}"},
             "spec": {
                 "driver": "multinet.dev",
-                "nodeName": cluster.node_name,
+                # Not nodeName: the node's slices of our driver are the running agent's, and it
+                # deletes those it did not publish when it republishes (it does when this test's
+                # network turns Ready). A slice for all nodes is nobody's to delete.
+                "allNodes": True,
                 "pool": {"name": pool_name, "generation": 1, "resourceSliceCount": 1},
                 "devices": [{"name": "dev-a", "attributes": {"testTag": {"string": tag}}}],
             },
