@@ -196,3 +196,18 @@ def kubelet_feature_enabled(cluster: Cluster, node: str, gate: str) -> bool:
         if line.startswith("kubernetes_feature_enabled{") and f'name="{gate}"' in line:
             return line.rsplit(" ", 1)[1].strip() == "1"
     raise AssertionError(f"the kubelet of {node} does not report feature gate {gate}")
+
+
+def create_namespace(cluster: Cluster, name: str) -> None:
+    """A namespace ready for pods: the apiserver refuses a pod ("serviceaccount default not
+    found") until the controller-manager made the namespace's default service account, which
+    can lag behind right after an apiserver restart."""
+    cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        timeout=60,
+        what=f"service account default in namespace {name}",
+    )

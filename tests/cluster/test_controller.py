@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import support
 from helpers import wait_for
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
@@ -333,7 +334,7 @@ def test_device_class_name_taken(pnws: PodNetworks, k8s_api: k8s_client.ApiClien
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"mnc-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
+    support.create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from helpers import NicFactory, wait_for
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
@@ -66,7 +67,7 @@ async def api(cluster: Cluster, crds: None) -> AsyncIterator[aclient.ApiClient]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"prep-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
+    support.create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

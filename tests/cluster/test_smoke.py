@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import localcluster
 import pytest
+import support
 from helpers import wait_for
 from kubernetes import client as k8s_client
 from localcluster import TEST_IMAGE, Cluster
@@ -36,7 +37,7 @@ def _get(cluster: Cluster, *args: str) -> dict[str, object]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"smoke-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
+    support.create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

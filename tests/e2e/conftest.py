@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import support
 from localcluster import Cluster
 from localcluster import multinet as deployment
 
@@ -24,7 +25,7 @@ def multinet(cluster: Cluster) -> Cluster:
 @pytest.fixture
 def e2e_namespace(multinet: Cluster) -> Iterator[str]:
     name = f"e2e-{secrets.token_hex(3)}"
-    multinet.kubectl("create", "namespace", name)
+    support.create_namespace(multinet, name)
     try:
         yield name
     finally:

@@ -6,6 +6,9 @@ After the agent (re)starts on this tree's code, the kubelet must open the stream
 such error, neither from the restart itself (the old agent ends its stream cleanly) nor during
 an observation window longer than two of the kubelet's retry periods. What it received is in
 the kubelet's own health checkpoint: every device of this node's slices, Healthy.
+
+A kubelet whose ResourceHealthStatus gate is off (the default before 1.36; read from its own
+metrics) never opens the stream: then the agent must say so with a Normal Event on the Node.
 """
 
 from __future__ import annotations
@@ -69,11 +72,26 @@ def _healthy_in_kubelet(cluster: Cluster) -> set[str]:
     }
 
 
+def _the_node_says_health_is_not_watched(cluster: Cluster) -> None:
+    deployment.restart_agent(cluster)  # this tree's agent, whatever ran before
+
+    def notice() -> list[str]:
+        return [
+            m
+            for m in support.events_for(cluster, "default", "Node", cluster.node_name)
+            if "opened no device health stream" in m
+        ]
+
+    (message, *_) = wait_for(notice, timeout=90, what="the DeviceHealthNotWatched Node Event")
+    assert "ResourceHealthStatus feature gate is off" in message
+
+
 def test_kubelet_health_stream_runs_without_errors(multinet: Cluster) -> None:
     if not support.kubelet_feature_enabled(multinet, multinet.node_name, "ResourceHealthStatus"):
-        # Kubernetes 1.34 and 1.35: the gate is alpha and off, so the kubelet never asks. The
-        # agent serves the stream all the same; there is nothing to observe here.
-        pytest.skip("the kubelet's ResourceHealthStatus gate is off: it opens no health stream")
+        # Kubernetes 1.34 and 1.35: the gate is alpha and off, so the kubelet never asks; the
+        # agent says so on the Node, once, 30 s after the kubelet registered it.
+        _the_node_says_health_is_not_watched(multinet)
+        return
     kubelet_log = multinet.log_dir / "kubelet.log"
     # Run this tree's agent (a reused cluster may still run an older one), then restart it
     # again: the second restart is the one under test, it ends a stream that is being served.

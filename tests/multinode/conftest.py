@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import support
 from lab import LabNics
 from localcluster import Cluster, down, up
 from localcluster import multinet as deployment
@@ -41,7 +42,7 @@ def nodes3() -> Iterator[Cluster]:
 @pytest.fixture
 def namespace(nodes3: Cluster) -> Iterator[str]:
     name = f"mn-{secrets.token_hex(3)}"
-    nodes3.kubectl("create", "namespace", name)
+    support.create_namespace(nodes3, name)
     try:
         yield name
     finally:

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import support
 from helpers import wait_for
 from localcluster import TEST_IMAGE, Cluster
 from nrisupport import PluginThread, RecordingHandler
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"nri-{secrets.token_hex(3)}"
-    cluster.kubectl("create", "namespace", name)
+    support.create_namespace(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

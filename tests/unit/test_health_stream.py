@@ -30,7 +30,11 @@ from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as pb_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as reg
 from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
-from multinet.kubelet.device_health import DeviceHealthServicer
+from multinet.kubelet.device_health import (
+    NOT_WATCHED_MESSAGE,
+    DeviceHealthServicer,
+    stream_not_opened,
+)
 from multinet.kubelet.dra import PreparedDevice
 from multinet.kubelet.server import KubeletPlugin
 from multinet.plans import ClaimRef
@@ -201,3 +205,20 @@ def test_a_heartbeat_slower_than_the_timeout_is_refused() -> None:
         DeviceHealthServicer(publish, pool="node-a", heartbeat_seconds=90, timeout_seconds=60)
     with pytest.raises(ValueError, match="pool name"):
         DeviceHealthServicer(publish, pool="")
+
+
+async def _registered_now() -> None:
+    """The kubelet's registration, already done."""
+
+
+async def test_a_kubelet_that_opens_the_stream_is_not_reported(agent: Agent) -> None:
+    call = agent.watch()
+    await _next(call)  # the kubelet (this client) watches
+    assert not await stream_not_opened(agent.health, _registered_now(), grace_seconds=5)
+    call.cancel()
+
+
+async def test_a_kubelet_that_never_opens_the_stream_is_reported(agent: Agent) -> None:
+    # A kubelet before 1.36 (ResourceHealthStatus off) registers the plugin and never asks.
+    assert await stream_not_opened(agent.health, _registered_now(), grace_seconds=0.2)
+    assert "ResourceHealthStatus feature gate is off" in NOT_WATCHED_MESSAGE

@@ -45,7 +45,12 @@ from multinet.kube.lookups import ApiLookups
 from multinet.kube.podnetworks import PodNetworkWatcher
 from multinet.kube.slices import SlicePublisher
 from multinet.kube.status import StatusWriter
-from multinet.kubelet.device_health import DeviceHealthServicer
+from multinet.kubelet.device_health import (
+    NOT_WATCHED_MESSAGE,
+    NOT_WATCHED_REASON,
+    DeviceHealthServicer,
+    stream_not_opened,
+)
 from multinet.kubelet.server import KubeletPlugin
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
@@ -155,12 +160,23 @@ def _wire(
     return _Parts(networks, sharing, publish, reporter, nri, kubelet)
 
 
+async def _say_if_health_unwatched(kubelet: KubeletPlugin, node: str, events: EventSink) -> None:
+    """Once: a Normal Event on the Node when the kubelet does not watch device health (a
+    kubelet before 1.36): a degradation users can see, not an error."""
+    if kubelet.health is None:
+        return
+    if await stream_not_opened(kubelet.health, kubelet.registration.wait_registered()):
+        log.info(NOT_WATCHED_MESSAGE)
+        events.post(node_ref(node), "Normal", NOT_WATCHED_REASON, NOT_WATCHED_MESSAGE)
+
+
 async def _run(
     settings: AgentSettings,
     parts: _Parts,
     health: HealthServer,
     stop: asyncio.Event,
     tasks: list[asyncio.Task[None]],
+    events: EventSink,
 ) -> None:
     """Start the parts in order (see the module docstring) and run until `stop` is set."""
 
@@ -184,6 +200,7 @@ async def _run(
     if stop.is_set():
         return
     await parts.kubelet.start()
+    spawn(_say_if_health_unwatched(parts.kubelet, settings.node_name, events), "health-notice")
     spawn(parts.nri.run(), "nri")
     log.info(
         "node agent running",
@@ -210,7 +227,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         pins = NetnsPins(settings.state_dir / "pins")
         releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
         parts = _wire(settings, api, checkpoint, mover, inventory, pins, releaser)
-        await _run(settings, parts, health, stop, tasks)
+        await _run(settings, parts, health, stop, tasks, events)
     finally:
         log.info("node agent stopping")
         for task in tasks:

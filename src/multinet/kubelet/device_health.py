@@ -17,6 +17,10 @@ every `heartbeat_seconds`. The heartbeat is not optional: the kubelet stamps eac
 its own receive time and turns a device UNKNOWN when no report arrived within
 `health_check_timeout_seconds`, so an idle stream must repeat itself well inside that window.
 
+Not asked: before Kubernetes 1.36 the gate is alpha and off, and the kubelet never opens the
+stream. Nothing breaks (device health just does not reach pod status); `stream_not_opened`
+tells the agent so, once, so it can say it where users look (an Event on the Node).
+
 Ending: a kubelet cancel (deregistration, kubelet restart) cancels the handler task, which we
 let propagate. On shutdown `close()` makes every open stream return normally, so the kubelet
 sees a clean end of stream (EOF) instead of an error; it reconnects to the next agent.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, Protocol
 
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
@@ -41,6 +45,16 @@ HEALTH_SERVICE = "v1alpha1.DRAResourceHealth"
 HEALTH_CHECK_TIMEOUT_SECONDS = 60
 #: A third of the timeout: two heartbeats may be lost before the kubelet marks devices UNKNOWN.
 HEARTBEAT_SECONDS = 20.0
+#: A kubelet with the gate on opens the stream right after registering the plugin (well within
+#: a second here); this long without one means it will not.
+OPEN_GRACE_SECONDS = 30.0
+NOT_WATCHED_REASON = "DeviceHealthNotWatched"
+NOT_WATCHED_MESSAGE = (
+    "the kubelet registered the multinet.dev plugin but opened no device health stream within "
+    f"{OPEN_GRACE_SECONDS:.0f} s: its ResourceHealthStatus feature gate is off (the default "
+    "before Kubernetes 1.36), so device health does not appear in pod status; nothing else "
+    "depends on it"
+)
 
 
 class DeviceSource(Protocol):
@@ -77,6 +91,8 @@ class DeviceHealthServicer(pb_grpc.DRAResourceHealthServicer):
         self._closing = False
         #: Streams currently open (observability and tests).
         self.open_streams = 0
+        #: Set when the kubelet first opens a stream.
+        self.opened = asyncio.Event()
 
     def snapshot(self, names: Collection[str]) -> pb.NodeWatchResourcesResponse:
         """The complete list for `names`, all HEALTHY as of now."""
@@ -97,6 +113,7 @@ class DeviceHealthServicer(pb_grpc.DRAResourceHealthServicer):
         self, request: pb.NodeWatchResourcesRequest, context: Any
     ) -> AsyncIterator[pb.NodeWatchResourcesResponse]:
         self.open_streams += 1
+        self.opened.set()
         log.info("kubelet opened the device health stream", extra={"pool": self._pool})
         try:
             while not self._closing:
@@ -125,3 +142,18 @@ class DeviceHealthServicer(pb_grpc.DRAResourceHealthServicer):
         changed = self._source.devices_changed
         async with changed:
             changed.notify_all()
+
+
+async def stream_not_opened(
+    servicer: DeviceHealthServicer,
+    registered: Awaitable[object],
+    grace_seconds: float = OPEN_GRACE_SECONDS,
+) -> bool:
+    """True when the kubelet registered the plugin (`registered` resolved) but opened no health
+    stream within `grace_seconds` after that: its ResourceHealthStatus gate is off."""
+    await registered
+    try:
+        await asyncio.wait_for(servicer.opened.wait(), grace_seconds)
+    except TimeoutError:
+        return True
+    return False
