@@ -9,15 +9,14 @@ unless MULTINET_KEEP_CLUSTER is set or someone ran `python -m localcluster up` m
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 
 import pytest
+import support
 from helpers import NicFactory
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from localcluster import Cluster, down, up
+from localcluster import Cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,24 +27,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """The local cluster, up and Ready (started on demand; see the module docstring)."""
-    handle = Cluster.load()
-    handle.state_dir.mkdir(parents=True, exist_ok=True)
-    with handle.layout.users_lock_file.open("a") as users:
-        fcntl.flock(users, fcntl.LOCK_SH)
-        started = up(say=lambda m: print(f"[localcluster] {m}", flush=True))
-        try:
-            yield started
-        finally:
-            fcntl.flock(users, fcntl.LOCK_UN)
-            kept = os.environ.get("MULTINET_KEEP_CLUSTER") or started.layout.keep_file.exists()
-            if started.started_here and not kept:
-                try:
-                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    pass  # another session still uses it; the last one out does not own it
-                else:
-                    down()
+    """The local cluster, up and Ready (started on demand; see support.shared_cluster)."""
+    with support.shared_cluster() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 from helpers import wait_for
-from localcluster import TEST_IMAGE, Cluster
+from localcluster import TEST_IMAGE, Cluster, down, up
 from localcluster import multinet as deployment
 
 
@@ -211,3 +215,28 @@ def create_namespace(cluster: Cluster, name: str) -> None:
         timeout=60,
         what=f"service account default in namespace {name}",
     )
+
+
+@contextlib.contextmanager
+def shared_cluster(nodes: int = 1) -> Iterator[Cluster]:
+    """The local cluster of `nodes` nodes for a test session: a running healthy one of that size
+    is reused; otherwise one is started and, unless MULTINET_KEEP_CLUSTER is set or someone ran
+    `python -m localcluster up` meanwhile (the <state>/keep marker), stopped at the end, but only
+    if no other test session still holds it (each holds a shared flock on <state>/users.lock)."""
+    handle = Cluster.load()
+    handle.state_dir.mkdir(parents=True, exist_ok=True)
+    with handle.layout.users_lock_file.open("a") as users:
+        fcntl.flock(users, fcntl.LOCK_SH)
+        started = up(say=lambda m: print(f"[localcluster] {m}", flush=True), nodes=nodes)
+        try:
+            yield started
+        finally:
+            fcntl.flock(users, fcntl.LOCK_UN)
+            kept = os.environ.get("MULTINET_KEEP_CLUSTER") or started.layout.keep_file.exists()
+            if started.started_here and not kept:
+                try:
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # another session still uses it; the last one out does not own it
+                else:
+                    down()

@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from . import layout as L
@@ -173,24 +172,9 @@ def kill_orphans(lay: L.Layout, keep: frozenset[int] = frozenset()) -> list[int]
     return pids
 
 
-def remove_cgroups() -> list[Path]:
+def remove_cgroups() -> list[str]:
     """rmdir the kubepods hierarchy bottom-up (after its processes are gone); returns leftovers."""
-    left: list[Path] = []
-    for top in _kubepods_dirs():
-        dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts))
-        for d in [*reversed(dirs), top]:
-            for attempt in range(20):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    # EBUSY while the kernel finishes tearing down just-killed tasks.
-                    if attempt == 19:
-                        left.append(d)
-                    time.sleep(0.05)
-    return left
+    return [problem for top in _kubepods_dirs() for problem in sandbox.rmdir_tree(top)]
 
 
 def _ip_json(*args: str) -> list[dict[str, object]]:
@@ -300,9 +284,7 @@ def clean(lay: L.Layout) -> list[str]:
         problems.append(f"still mounted: {', '.join(map(str, left))}")
     remove_netns_files()
     remove_links()
-    cg = remove_cgroups()
-    if cg:
-        problems.append(f"cgroups not removed: {', '.join(map(str, cg[:5]))}")
+    problems += remove_cgroups()[:5]
     remove_host_files(lay)
     remove_kubelet_iptables()
     if not left:

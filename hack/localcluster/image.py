@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import layout as L
+from .images import import_tarball
 
 Say = Callable[[str], None]
 
@@ -405,24 +406,10 @@ def multinet_image_tarball(ref: str = DEFAULT_REF, say: Say = _quiet) -> Path:
 def import_image(ctr: Path, address: Path, tarball: Path) -> None:
     """Import the archive into the containerd at `address`, namespace k8s.io (the kubelet's),
     under the name its index gives (idempotent)."""
-    proc = subprocess.run(
-        [
-            str(ctr),
-            "--address",
-            str(address),
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--platform",
-            "linux/amd64",
-            str(tarball),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise ImageError(f"importing {tarball} failed: {proc.stderr.strip()}")
+    try:
+        import_tarball(ctr, address, tarball)
+    except RuntimeError as exc:
+        raise ImageError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

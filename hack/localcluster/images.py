@@ -185,27 +185,21 @@ def test_tarball() -> Path:
     return _cached("busybox", [_BUSYBOX.read_bytes()], build)
 
 
+def import_tarball(ctr: Path, address: Path, tarball: Path) -> None:
+    """Import an OCI archive into the containerd at `address`, namespace k8s.io (the kubelet's),
+    under the name its index gives (idempotent). Raises RuntimeError with ctr's message."""
+    argv = [str(ctr), "--address", str(address), "-n", "k8s.io", "images", "import"]
+    proc = subprocess.run(
+        [*argv, "--platform", "linux/amd64", str(tarball)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"importing {tarball} failed: {proc.stderr.strip()}")
+
+
 def import_images(ctr: Path, address: Path) -> list[str]:
     """Import both images into containerd's k8s.io namespace (idempotent); returns the refs."""
     for tarball in (pause_tarball(), test_tarball()):
-        proc = subprocess.run(
-            [
-                str(ctr),
-                "--address",
-                str(address),
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--platform",
-                "linux/amd64",
-                str(tarball),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"importing {tarball} failed: {proc.stderr.strip()}")
+        import_tarball(ctr, address, tarball)
     return [L.PAUSE_IMAGE, L.TEST_IMAGE]
 
 

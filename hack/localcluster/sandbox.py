@@ -213,7 +213,7 @@ def remove_all(lay: L.Layout) -> list[str]:
             subprocess.run(["ip", "link", "del", port], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
     for top in node_cgroup_dirs():
-        problems += _rmdir_tree(top)
+        problems += rmdir_tree(top)
     problems += _remove_host_mountpoints(lay)
     lay.nodes_dir.mkdir(parents=True, exist_ok=True)
     for marker in lay.nodes_dir.glob("*/sandbox.ready"):
@@ -228,7 +228,9 @@ def _ports_of(bridge: str) -> list[str]:
     return [str(link["ifname"]) for link in (json.loads(out) if out.strip() else [])]
 
 
-def _rmdir_tree(top: Path) -> list[str]:
+def rmdir_tree(top: Path) -> list[str]:
+    """rmdir a cgroup directory tree bottom-up (after its processes are gone); returns what
+    could not be removed, as problems."""
     dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts))
     left = []
     for d in [*reversed(dirs), top]:

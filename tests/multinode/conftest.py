@@ -8,15 +8,13 @@ the single-node cluster of the other tests down.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
 import support
 from lab import LabNics
-from localcluster import Cluster, down, up
+from localcluster import Cluster
 from localcluster import multinet as deployment
 
 NODES = 3
@@ -24,19 +22,9 @@ NODES = 3
 
 @pytest.fixture(scope="session")
 def nodes3() -> Iterator[Cluster]:
-    handle = Cluster.load()
-    handle.state_dir.mkdir(parents=True, exist_ok=True)
-    with handle.layout.users_lock_file.open("a") as users:
-        fcntl.flock(users, fcntl.LOCK_SH)
-        cluster = up(say=lambda m: print(f"[localcluster] {m}", flush=True), nodes=NODES)
-        try:
-            deployment.deploy(cluster, say=lambda s: print(f"[multinet] {s}", flush=True))
-            yield cluster
-        finally:
-            fcntl.flock(users, fcntl.LOCK_UN)
-            kept = os.environ.get("MULTINET_KEEP_CLUSTER") or cluster.layout.keep_file.exists()
-            if cluster.started_here and not kept:
-                down()
+    with support.shared_cluster(NODES) as cluster:
+        deployment.deploy(cluster, say=lambda s: print(f"[multinet] {s}", flush=True))
+        yield cluster
 
 
 @pytest.fixture
