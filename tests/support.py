@@ -203,18 +203,15 @@ def kubelet_feature_enabled(cluster: Cluster, node: str, gate: str) -> bool:
 
 
 def create_namespace(cluster: Cluster, name: str) -> None:
-    """A namespace ready for pods: the apiserver refuses a pod ("serviceaccount default not
-    found") until the controller-manager made the namespace's default service account, which
-    can lag behind right after an apiserver restart."""
+    """A namespace ready for pods. The apiserver refuses a pod ("serviceaccount default not
+    found") until the namespace's default service account exists; the controller-manager makes
+    it, but after an apiserver restart its informers can sit in a Forbidden backoff for over a
+    minute (the restarted apiserver answers before its RBAC caches are warm). So the default
+    account is created here, as the controller would: whoever comes second finds it there."""
     cluster.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: (
-            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
-            == 0
-        ),
-        timeout=60,
-        what=f"service account default in namespace {name}",
-    )
+    made = cluster.kubectl("create", "serviceaccount", "default", "-n", name, check=False)
+    if made.returncode != 0 and "AlreadyExists" not in made.stderr:
+        raise AssertionError(f"cannot create service account default in {name}: {made.stderr}")
 
 
 @contextlib.contextmanager
