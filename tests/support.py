@@ -210,7 +210,7 @@ def create_namespace(cluster: Cluster, name: str) -> None:
     account is created here, as the controller would: whoever comes second finds it there."""
     cluster.kubectl("create", "namespace", name)
     made = cluster.kubectl("create", "serviceaccount", "default", "-n", name, check=False)
-    if made.returncode != 0 and "AlreadyExists" not in made.stderr:
+    if made.returncode != 0 and "already exists" not in made.stderr:
         raise AssertionError(f"cannot create service account default in {name}: {made.stderr}")
 
 
