@@ -63,7 +63,7 @@ node-nic: venv ## give a sandbox node a veth NIC on the host's lab bridge: make 
 cluster-down: venv ## stop the local cluster and restore the machine
 	$(PY) -m localcluster down
 
-demo: venv binaries ## the whole story on a real local cluster (KEEP=1 keeps the cluster)
+demo: venv binaries ## the whole story on 2 sandbox nodes running multinet's image (KEEP=1 keeps the cluster)
 	$(PY) -m localcluster.demo $(if $(KEEP),--keep,)
 
 bench: venv binaries ## benchmarks: attach latency, pod start-up and churn figures
