@@ -106,17 +106,18 @@ def _write_kubeconfig(lay: L.Layout, path: Path, server: str, cert: str, user: s
     _write(path, text, 0o600)
 
 
+def _write_containerd_config(config_dir: Path, paths: configs.ContainerdPaths) -> None:
+    """containerd.toml for one node: Debian's runc and CNI plugins, the node's own paths."""
+    text = configs.containerd_config(
+        paths, runc=C.system_binary("runc"), cni_bin_dir="/usr/lib/cni"
+    )
+    _write(config_dir / "containerd.toml", text)
+
+
 def _prepare_host_node(lay: L.Layout) -> None:
     """The single node that is this machine: its configs and directories in the state dir."""
     _write(lay.config / "kubelet.yaml", configs.kubelet_config(lay))
-    _write(
-        lay.config / "containerd.toml",
-        configs.containerd_config(
-            configs.ContainerdPaths.of_host(lay),
-            runc=C.system_binary("runc"),
-            cni_bin_dir="/usr/lib/cni",
-        ),
-    )
+    _write_containerd_config(lay.config, configs.ContainerdPaths.of_host(lay))
     _write(
         lay.cni_conf_dir / "10-mnlc-pods.conflist",
         configs.cni_conflist(data_dir=lay.cni_ipam_dir),
@@ -151,14 +152,7 @@ def _prepare_node(cluster: Cluster, node: NodeSpec) -> None:
         lay, nl.config / "kubelet.kubeconfig", cluster.apiserver_url, cert, f"kubelet-{node.name}"
     )
     _write(nl.config / "kubelet.yaml", configs.node_kubelet_config(lay, node))
-    _write(
-        nl.config / "containerd.toml",
-        configs.containerd_config(
-            configs.ContainerdPaths.of_node(nl),
-            runc=C.system_binary("runc"),
-            cni_bin_dir="/usr/lib/cni",
-        ),
-    )
+    _write_containerd_config(nl.config, configs.ContainerdPaths.of_node(nl))
     conflist = configs.cni_conflist(subnet=node.pod_cidr, data_dir=Path("/var/lib/cni/networks"))
     _write(nl.private("/etc/cni") / "net.d" / "10-mnlc-pods.conflist", conflist)
 
