@@ -18,5 +18,6 @@ Two encoders, on purpose (commit "hand-packed rtnetlink messages on the attach p
 
 Modules: `rtnl` (blocking client), `codec` (message bodies), `netns` (namespaces, the one setns),
 `attach`/`restore` (moves and their undo), `hoststate` (reading what restore puts back), `steps`
-(pure diffs), `executor` (the asyncio face: worker threads), `inventory`/`kernelview`, `sysfs`.
+(pure diffs), `executor` (the asyncio face: worker threads), `inventory`/`kernelview`, `sysfs`,
+`sysctls` (a pod namespace's /proc/sys/net, from a thread that setns'd into it).
 """

@@ -4,7 +4,7 @@ Why by hand: on the attach path every request counts. pyroute2's message classes
 encode one message and ~0.5 ms to decode a full link message on these (busy, 2-core) machines,
 which added up to several milliseconds per attach; `struct` does the same in microseconds.
 No I/O here: bytes in, values out (and the reverse). Numbers are from <linux/rtnetlink.h>,
-<linux/if_link.h> and <linux/if_addr.h>.
+<linux/if_link.h>, <linux/if_addr.h>, <linux/fib_rules.h> and <linux/neighbour.h>.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 # attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 5, 10, 18
 IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_PERM_ADDRESS = 26, 28, 54
@@ -25,6 +27,8 @@ IFLA_INET6_ADDR_GEN_MODE = 8  # inside IFLA_AF_SPEC / AF_INET6
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS, IFA_PROTO = 1, 2, 3, 4, 8, 11
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_METRICS, RTA_MULTIPATH, RTA_TABLE, RTA_PREF = 8, 9, 15, 20
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE, FRA_OIFNAME = 1, 2, 3, 6, 15, 17
+NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 # values
 IFF_UP = 0x1
 IFA_F_SECONDARY = IFA_F_TEMPORARY = 0x01  # one bit, two meanings: IPv4 secondary, IPv6 privacy
@@ -42,12 +46,14 @@ IFA_F_USER = (
 )
 IFAPROT_KERNEL_LO, IFAPROT_KERNEL_RA, IFAPROT_KERNEL_LL = 1, 2, 3  # addresses the kernel made
 MACVLAN_MODE_BRIDGE = 4
-RT_TABLE_UNSPEC, RT_TABLE_MAIN = 0, 254
+RT_TABLE_UNSPEC, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 0, 253, 254, 255
 RTPROT_REDIRECT, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_RA = 1, 2, 3, 9
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
 RTN_UNICAST = 1
 RTNH_F_ONLINK = 0x4
 RTAX_CC_ALGO = 16
+FR_ACT_TO_TBL = 1  # a rule's action "lookup <table>"
+NUD_PERMANENT = 0x80
 _NLA_F_NESTED = 0x8000
 _NLA_TYPE_MASK = 0x3FFF
 
@@ -55,6 +61,9 @@ _IFI = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFA = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTM = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, proto, scope,
 #                                     type, flags
+_FRH = struct.Struct("=BBBBBBBBI")  # fib_rule_hdr: family, dst_len, src_len, tos, table, res1,
+#                                     res2, action, flags
+_NDM = struct.Struct("=BxxxiHBB")  # ndmsg: family, (pad), ifindex, state, flags, type
 _RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops (weight - 1), ifindex
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
@@ -111,6 +120,47 @@ class RouteEntry:
     nexthops: tuple[NextHop, ...] = ()  # multipath; then `gateway` is None
 
 
+@dataclass(frozen=True, slots=True)
+class DefaultRoute:
+    """A default route and the link it leaves through (None for a multipath route: see its
+    nexthops), as `default_routes` records it and `put_route(route, oif=oif, replace=True)` puts
+    it back."""
+
+    oif: int | None
+    route: RouteEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A policy rule `ip rule` shows as "P: from SRC to DST iif X oif Y lookup T" (only lookup
+    rules: the only action we make). The address family is not part of it: a rule with neither
+    `src` nor `dst` needs one said, and `rules()` lists one family at a time anyway."""
+
+    priority: int
+    table: int
+    src: str | None = None  # CIDR; None is "from all"
+    dst: str | None = None  # CIDR; None is "to all"
+    iif: str | None = None  # interface names, not indexes: a rule outlives and precedes its links
+    oif: str | None = None
+
+    def text(self) -> str:
+        """As `ip rule` prints it."""
+        parts = [f"{self.priority}: from {self.src or 'all'}"]
+        parts += [f"to {self.dst}"] if self.dst else []
+        parts += [f"iif {self.iif}"] if self.iif else []
+        parts += [f"oif {self.oif}"] if self.oif else []
+        return " ".join([*parts, f"lookup {self.table}"])
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    """An ARP/NDP entry: `mac` is None while the kernel is still resolving (or has failed to)."""
+
+    address: str
+    mac: str | None
+    state: int  # NUD_*: NUD_PERMANENT for ours
+
+
 # -- packing -----------------------------------------------------------------------------------
 
 
@@ -163,6 +213,15 @@ def ifaddr(fam: int, prefixlen: int, index: int, *, flags: int = 0, scope: int =
 def rtm(fam: int, dst_len: int, *, table: int = 0, proto: int = 0, scope: int = 0,
         rtype: int = 0, tos: int = 0, flags: int = 0) -> bytes:  # fmt: skip
     return _RTM.pack(fam, dst_len, 0, tos, table, proto, scope, rtype, flags)
+
+
+def fib_rule(fam: int, *, dst_len: int = 0, src_len: int = 0, table: int = 0,
+             action: int = 0) -> bytes:  # fmt: skip
+    return _FRH.pack(fam, dst_len, src_len, 0, table, 0, 0, action, 0)
+
+
+def ndmsg(fam: int, index: int = 0, *, state: int = 0) -> bytes:
+    return _NDM.pack(fam, index, state, 0, 0)
 
 
 def rtnexthops(fam: int, hops: tuple[NextHop, ...]) -> bytes:
@@ -282,3 +341,32 @@ def _nexthops(fam: int, raw: bytes | None) -> tuple[NextHop, ...]:
         out.append(NextHop(ifindex, _ip_text(fam, gw), weight=hops + 1, flags=flags))
         off += (length + 3) & ~3
     return tuple(out)
+
+
+def parse_rule(body: bytes) -> tuple[int, Rule]:
+    """An RTM_NEWRULE body: (action, rule); `table` comes from FRA_TABLE (it may exceed 255)."""
+    fam, dst_len, src_len, _tos, table, _r1, _r2, action, _flags = _FRH.unpack_from(body, 0)
+    attrs = tlvs(body, _FRH.size)
+    src, dst = _ip_text(fam, attrs.get(FRA_SRC)), _ip_text(fam, attrs.get(FRA_DST))
+    return action, Rule(
+        priority=_U32.unpack(attrs[FRA_PRIORITY])[0] if FRA_PRIORITY in attrs else 0,
+        table=_U32.unpack(attrs[FRA_TABLE])[0] if FRA_TABLE in attrs else table,
+        src=f"{src}/{src_len}" if src else None,
+        dst=f"{dst}/{dst_len}" if dst else None,
+        iif=_text(attrs.get(FRA_IIFNAME)),
+        oif=_text(attrs.get(FRA_OIFNAME)),
+    )
+
+
+def parse_neighbor(body: bytes) -> tuple[int, Neighbor | None]:
+    """An RTM_NEWNEIGH body: (ifindex, entry); None for an entry without an IP address."""
+    fam, index, state, _flags, _type = _NDM.unpack_from(body, 0)
+    attrs = tlvs(body, _NDM.size)
+    address = _ip_text(fam, attrs.get(NDA_DST))
+    if address is None:
+        return index, None
+    return index, Neighbor(address, _mac_text(attrs.get(NDA_LLADDR)), state)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.rstrip(b"\0").decode()

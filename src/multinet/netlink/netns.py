@@ -45,13 +45,15 @@ def opened(path: str) -> Iterator[int]:
         os.close(fd)
 
 
-def socket_in(netns_fd: int) -> Rtnl:
-    """An rtnetlink socket inside the namespace `netns_fd`; the thread ends where it started."""
+@contextlib.contextmanager
+def entered(netns_fd: int, what: str = "") -> Iterator[None]:
+    """The calling thread (only it) inside the namespace `netns_fd` for the block, then back
+    where it was; `what` names the namespace in a setns error."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        setns(netns_fd)
+        setns(netns_fd, what)
         try:
-            return Rtnl()
+            yield
         finally:
             # Failing to come back would leave this worker thread in a pod's namespace, where a
             # later host-side call would act on the wrong interfaces: better to stop loudly.
@@ -61,6 +63,12 @@ def socket_in(netns_fd: int) -> Rtnl:
                 raise SystemExit(f"cannot return to the host network namespace: {exc}") from exc
     finally:
         os.close(home)
+
+
+def socket_in(netns_fd: int) -> Rtnl:
+    """An rtnetlink socket inside the namespace `netns_fd`; the thread ends where it started."""
+    with entered(netns_fd):
+        return Rtnl()
 
 
 class _Local(threading.local):

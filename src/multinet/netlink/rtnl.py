@@ -21,9 +21,28 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from multinet.netlink import codec as c
-from multinet.netlink.codec import Address, Link, NextHop, RouteEntry
+from multinet.netlink.codec import (
+    Address,
+    DefaultRoute,
+    Link,
+    Neighbor,
+    NextHop,
+    RouteEntry,
+    Rule,
+)
 
-__all__ = ["Address", "Link", "NextHop", "Request", "RouteEntry", "Rtnl", "RtnlError"]
+__all__ = [
+    "Address",
+    "DefaultRoute",
+    "Link",
+    "Neighbor",
+    "NextHop",
+    "Request",
+    "RouteEntry",
+    "Rtnl",
+    "RtnlError",
+    "Rule",
+]
 
 T = TypeVar("T")
 
@@ -36,6 +55,7 @@ _NETLINK_CAP_ACK, _NETLINK_EXT_ACK, _NETLINK_GET_STRICT_CHK = 10, 11, 12
 _NLMSGERR_ATTR_MSG = 1
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _NEW = _NLM_F_ACK | _NLM_F_CREATE | _NLM_F_EXCL
+_PUT = _NLM_F_ACK | _NLM_F_CREATE | _NLM_F_REPLACE
 
 
 class RtnlError(OSError):
@@ -279,6 +299,19 @@ class Rtnl:
                     out.append(route)
         return out
 
+    def default_routes(self, family: int, table: int = c.RT_TABLE_MAIN) -> list[DefaultRoute]:
+        """The family's default routes in `table`, through any link: what a caller records
+        before `replace_default_route` and puts back later with `put_route(..., replace=True)`."""
+        body = c.rtm(family, 0, table=table if table < 256 else c.RT_TABLE_UNSPEC)
+        body += c.attr(c.RTA_TABLE, c.u32(table)) if table >= 256 else b""
+        req = Request("list default routes", c.RTM_GETROUTE, _NLM_F_DUMP, body)
+        return [
+            DefaultRoute(oif, route)
+            for oif, in_table, _rtype, route in self._dump(req, c.parse_route)
+            # The kernel filters by table; the prefix length is ours to check.
+            if in_table == table and c.split_cidr(route.destination)[1] == 0
+        ]
+
     def add_route(
         self,
         index: int,
@@ -288,10 +321,35 @@ class Rtnl:
         metric: int | None = None,
         protocol: int | None = None,
         source: str | None = None,
+        table: int = c.RT_TABLE_MAIN,
+        scope: int | None = None,
+        onlink: bool = False,
     ) -> Request:
-        via = f" via {gateway}" if gateway else ""
-        body = _route(index, destination, gateway, metric, protocol, source)
-        return Request(f"add route {destination}{via}", c.RTM_NEWROUTE, _NEW, body)
+        """`ip route add DESTINATION [via GATEWAY] dev INDEX [table T] [scope S] [src SOURCE]
+        [metric M] [onlink]`. `scope` None is ip's default: universe via a gateway, else link.
+        ValueError (before any I/O) when the gateway or source is of another family than the
+        destination: the kernel would read the first 4 bytes of an IPv6 gateway as IPv4."""
+        spec = _RouteSpec(destination, gateway, metric, protocol, source, table, scope, onlink)
+        return Request(f"add route {spec.text()}", c.RTM_NEWROUTE, _NEW, spec.body(index))
+
+    def replace_default_route(
+        self,
+        family: int,
+        index: int,
+        gateway: str | None = None,
+        *,
+        metric: int | None = None,
+        source: str | None = None,
+        onlink: bool = False,
+        protocol: int | None = None,
+    ) -> Request:
+        """`ip route replace default ...` in the main table: takes the place of the family's
+        default route with the same metric (the kernel keys a route by destination, TOS and
+        metric), or adds one when there is none. To displace the pod's primary default route,
+        pass its metric (from `default_routes`)."""
+        any_addr = "::/0" if family == socket.AF_INET6 else "0.0.0.0/0"
+        spec = _RouteSpec(any_addr, gateway, metric, protocol, source, onlink=onlink)
+        return Request(f"replace route {spec.text()}", c.RTM_NEWROUTE, _PUT, spec.body(index))
 
     def put_route(self, route: RouteEntry, *, oif: int | None, replace: bool = False) -> Request:
         """Add `route` with everything it carries (table, type, scope, flags, metrics, paths).
@@ -304,6 +362,55 @@ class Rtnl:
     def del_route(self, index: int, route: RouteEntry) -> Request:
         body = _full_route(route, None if route.nexthops else index, default_proto=0)
         return Request(f"delete route {_route_text(route)}", c.RTM_DELROUTE, _NLM_F_ACK, body)
+
+    # -- policy rules ----------------------------------------------------------------------
+
+    def rules(self, family: int) -> list[Rule]:
+        """The family's lookup rules in the kernel's (priority) order, its own included (0
+        local, 32766 main, and for IPv4 32767 default); rules with other actions are left out.
+        Selectors `Rule` does not model (fwmark, not, ipproto, ports, ...) are not shown: find
+        ours by priority and table, not by the absence of those."""
+        req = Request("list rules", c.RTM_GETRULE, _NLM_F_DUMP, c.fib_rule(family))
+        return [rule for action, rule in self._dump(req, c.parse_rule) if action == c.FR_ACT_TO_TBL]
+
+    def add_rule(self, rule: Rule, *, family: int | None = None) -> Request:
+        """`ip rule add priority P [from SRC] [to DST] [iif X] [oif Y] lookup T`. The family is
+        that of `src`/`dst`; `family` is needed only when the rule has neither. An equal rule
+        already there is an error (EEXIST), as for addresses and routes."""
+        body = _rule(rule, family)
+        return Request(f"add rule {rule.text()}", c.RTM_NEWRULE, _NEW, body)
+
+    def del_rule(self, rule: Rule, *, family: int | None = None) -> Request:
+        """Delete the rule with exactly these selectors, priority and table (ENOENT if none)."""
+        body = _rule(rule, family)
+        return Request(f"delete rule {rule.text()}", c.RTM_DELRULE, _NLM_F_ACK, body)
+
+    # -- neighbours ------------------------------------------------------------------------
+
+    def neighbors(self, index: int) -> list[Neighbor]:
+        """The link's ARP entries, then its NDP entries (one dump per family: an AF_UNSPEC dump
+        would add the bridge FDB, which is no neighbour table)."""
+        out = []
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            body = c.ndmsg(fam) + c.attr(c.NDA_IFINDEX, c.u32(index))
+            req = Request(f"list neighbors of link {index}", c.RTM_GETNEIGH, _NLM_F_DUMP, body)
+            for at, entry in self._dump(req, c.parse_neighbor):
+                if at == index and entry is not None:
+                    out.append(entry)
+        return out
+
+    def add_neighbor(self, index: int, address: str, mac: str) -> Request:
+        """`ip neigh replace ADDRESS lladdr MAC dev INDEX nud permanent`: replaces a learned
+        entry for the address (the pod may have resolved it before we got there)."""
+        body = c.ndmsg(c.family(address), index, state=c.NUD_PERMANENT)
+        body += c.attr(c.NDA_DST, c.ip(address)) + c.attr(c.NDA_LLADDR, c.mac(mac))
+        op = f"add neighbor {address} lladdr {mac} dev {index}"
+        return Request(op, c.RTM_NEWNEIGH, _PUT, body)
+
+    def del_neighbor(self, index: int, address: str) -> Request:
+        body = c.ndmsg(c.family(address), index) + c.attr(c.NDA_DST, c.ip(address))
+        op = f"delete neighbor {address} dev {index}"
+        return Request(op, c.RTM_DELNEIGH, _NLM_F_ACK, body)
 
 
 # Route origins the kernel manages by itself: restoring such a route would duplicate its own.
@@ -322,33 +429,82 @@ def _addr(index: int, cidr: str, broadcast: str | None, nodad: bool, *, scope: i
     return body
 
 
-def _route(
-    index: int,
-    destination: str,
-    gateway: str | None,
-    metric: int | None,
-    protocol: int | None,
-    source: str | None,
-) -> bytes:
-    dst, plen = c.split_cidr(destination)
-    body = c.rtm(
-        c.family(dst),
-        plen,
-        table=c.RT_TABLE_MAIN,
-        proto=c.RTPROT_BOOT if protocol is None else protocol,
+@dataclass(frozen=True, slots=True)
+class _RouteSpec:
+    """A single-path unicast route as `ip route add` takes it (see `Rtnl.add_route`)."""
+
+    destination: str
+    gateway: str | None
+    metric: int | None
+    protocol: int | None
+    source: str | None
+    table: int = c.RT_TABLE_MAIN
+    scope: int | None = None
+    onlink: bool = False
+
+    def text(self) -> str:
+        out = self.destination + (f" via {self.gateway}" if self.gateway else "")
+        out += f" table {self.table}" if self.table != c.RT_TABLE_MAIN else ""
+        out += f" metric {self.metric}" if self.metric is not None else ""
+        return out + (" onlink" if self.onlink else "")
+
+    def body(self, index: int) -> bytes:
+        dst, plen = c.split_cidr(self.destination)
+        fam = c.family(dst)
+        for what, addr in (("gateway", self.gateway), ("source", self.source)):
+            if addr and c.family(addr) != fam:
+                raise ValueError(f"route {self.text()}: {what} {addr} is of another family")
         # `ip route` defaults: a route via a gateway has global scope, a direct one link scope.
-        scope=c.RT_SCOPE_UNIVERSE if gateway else c.RT_SCOPE_LINK,
-        rtype=c.RTN_UNICAST,
+        default_scope = c.RT_SCOPE_UNIVERSE if self.gateway else c.RT_SCOPE_LINK
+        body = c.rtm(
+            fam,
+            plen,
+            # Table ids above 255 only fit the attribute; the header then says "unspecified".
+            table=self.table if self.table < 256 else c.RT_TABLE_UNSPEC,
+            proto=c.RTPROT_BOOT if self.protocol is None else self.protocol,
+            scope=default_scope if self.scope is None else self.scope,
+            rtype=c.RTN_UNICAST,
+            flags=c.RTNH_F_ONLINK if self.onlink else 0,
+        )
+        if self.table >= 256:
+            body += c.attr(c.RTA_TABLE, c.u32(self.table))
+        body += c.attr(c.RTA_OIF, c.i32(index))
+        if plen:
+            body += c.attr(c.RTA_DST, c.ip(dst))
+        if self.gateway:
+            body += c.attr(c.RTA_GATEWAY, c.ip(self.gateway))
+        if self.metric is not None:
+            body += c.attr(c.RTA_PRIORITY, c.u32(self.metric))
+        if self.source:
+            body += c.attr(c.RTA_PREFSRC, c.ip(self.source))
+        return body
+
+
+def _rule(rule: Rule, family: int | None) -> bytes:
+    """The fib_rule_hdr and attributes of a lookup rule. ValueError when the family is unclear
+    or mixed: the kernel would read an IPv6 FRA_SRC's first 4 bytes as an IPv4 address."""
+    src, src_len = c.split_cidr(rule.src) if rule.src else ("", 0)
+    dst, dst_len = c.split_cidr(rule.dst) if rule.dst else ("", 0)
+    families = {c.family(a) for a in (src, dst) if a} | ({family} if family is not None else set())
+    if len(families) != 1:
+        why = "mixes address families" if families else "needs a family (no from or to)"
+        raise ValueError(f"rule {rule.text()}: {why}")
+    body = c.fib_rule(
+        families.pop(),
+        dst_len=dst_len,
+        src_len=src_len,
+        table=rule.table if rule.table < 256 else c.RT_TABLE_UNSPEC,
+        action=c.FR_ACT_TO_TBL,
     )
-    body += c.attr(c.RTA_OIF, c.i32(index))
-    if plen:
-        body += c.attr(c.RTA_DST, c.ip(dst))
-    if gateway:
-        body += c.attr(c.RTA_GATEWAY, c.ip(gateway))
-    if metric is not None:
-        body += c.attr(c.RTA_PRIORITY, c.u32(metric))
-    if source:
-        body += c.attr(c.RTA_PREFSRC, c.ip(source))
+    body += c.attr(c.FRA_PRIORITY, c.u32(rule.priority)) + c.attr(c.FRA_TABLE, c.u32(rule.table))
+    if src:
+        body += c.attr(c.FRA_SRC, c.ip(src))
+    if dst:
+        body += c.attr(c.FRA_DST, c.ip(dst))
+    if rule.iif:
+        body += c.attr(c.FRA_IIFNAME, c.string(rule.iif))
+    if rule.oif:
+        body += c.attr(c.FRA_OIFNAME, c.string(rule.oif))
     return body
 
 
