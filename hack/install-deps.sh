@@ -8,9 +8,10 @@
 #   python3-venv + make: `make venv`. Go and Python 3.11 come with the machine.
 #   buildah + mmdebstrap: `make image` without Docker (a Debian base from packages, the Dockerfile
 #   built on it by buildah; its uidmap dependency comes along, root needs no subuid setup)
+#   ethtool: the root tests read offload features with `ethtool -k`, as a user would
 set -euo pipefail
 packages=(runc containernetworking-plugins busybox-static iproute2 iptables ca-certificates
-  gcc libc6-dev util-linux debian-archive-keyring python3-venv make buildah mmdebstrap)
+  gcc libc6-dev util-linux debian-archive-keyring python3-venv make buildah mmdebstrap ethtool)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
