@@ -25,7 +25,7 @@ from typing import Any
 
 from multinet.api import names
 from multinet.api.fields import IPAddress, IPNetwork
-from multinet.api.parameters import Ipam
+from multinet.api.parameters import Ipam, Subnet
 from multinet.plans import ClaimRef
 
 
@@ -64,22 +64,28 @@ class Pool:
 
 
 def pool_from(ipam: Ipam) -> Pool:
-    """The pool of a validated `ipam` block (type pool, subnet set)."""
-    if ipam.type != "pool" or ipam.subnet is None:
+    """The (first) pool of a validated `ipam` block (type pool)."""
+    pools = ipam.pools()
+    if not pools:
         raise ValueError("ipam.type must be pool with a subnet")
-    subnet = ipam.subnet
+    return pool_of(pools[0])
+
+
+def pool_of(spec: Subnet) -> Pool:
+    """The pool one validated subnet entry describes."""
+    subnet = spec.subnet
     lo, hi = int(subnet.network_address), int(subnet.broadcast_address)
     if subnet.version == 4 and subnet.prefixlen < 31:
         lo, hi = lo + 1, hi - 1
     elif subnet.version == 6 and subnet.prefixlen < 128:
         lo += 1
-    if ipam.range_start is not None:
-        lo = max(lo, int(ipam.range_start))
-    if ipam.range_end is not None:
-        hi = min(hi, int(ipam.range_end))
-    blocks = [(int(b.network_address), int(b.broadcast_address)) for b in ipam.exclude]
-    if ipam.gateway is not None:
-        blocks.append((int(ipam.gateway), int(ipam.gateway)))
+    if spec.range_start is not None:
+        lo = max(lo, int(spec.range_start))
+    if spec.range_end is not None:
+        hi = min(hi, int(spec.range_end))
+    blocks = [(int(b.network_address), int(b.broadcast_address)) for b in spec.exclude]
+    if spec.gateway is not None:
+        blocks.append((int(spec.gateway), int(spec.gateway)))
     return Pool(subnet, lo, hi, _merge(blocks))
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from multinet.api import names
 
-Mode = Literal["host-device", "macvlan"]
+Mode = Literal["host-device", "macvlan", "cni"]
 
 
 class _Frozen(BaseModel):
@@ -38,6 +38,48 @@ class Route(_Frozen):
     metric: int | None = None
     protocol: int | None = None  # rtnetlink RTPROT_* number (3 boot, 4 static, 16 dhcp)
     source: str | None = None  # preferred source address (RTA_PREFSRC)
+    # Pod routes from claim config: None means main table / the kernel's scope for the route.
+    table: int | None = None
+    scope: int | None = None  # RT_SCOPE_* number
+    onlink: bool = False
+
+
+class Rule(_Frozen):
+    """A policy rule in the pod (`ip rule add priority P from A to B iif X oif Y lookup T`)."""
+
+    priority: int
+    source: str | None = None  # CIDR
+    destination: str | None = None  # CIDR
+    table: int
+    iif: str | None = None
+    oif: str | None = None
+
+
+class Neighbor(_Frozen):
+    """A permanent neighbour entry on the pod interface."""
+
+    address: str
+    mac: str
+
+
+class Sysctl(_Frozen):
+    """One sysctl in the pod: its path below /proc/sys and the value to write."""
+
+    path: tuple[str, ...]
+    value: str
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+
+class CniPlan(_Frozen):
+    """`mode: cni`: the chain to run for the claim, and what the plugins are given."""
+
+    config: dict[str, Any]  # the network config or conflist, as the PodNetwork holds it
+    ips: tuple[str, ...] = ()  # static addresses for plugins with the `ips` capability
+    pod_name: str = ""  # CNI_ARGS K8S_POD_NAME/NAMESPACE, as Multus passes them
+    pod_namespace: str = ""
 
 
 class HostAddress(_Frozen):
@@ -124,6 +166,16 @@ class AttachPlan(_Frozen):
     routes: tuple[Route, ...] = ()
     host: HostState | None = None  # host-device only
     reserved_addresses: tuple[str, ...] = ()  # IPAM reservations to release on unprepare
+    rules: tuple[Rule, ...] = ()
+    neighbors: tuple[Neighbor, ...] = ()
+    sysctls: tuple[Sysctl, ...] = ()  # written before the interface comes up
+    features: tuple[tuple[str, bool], ...] = ()  # ethtool features, by name
+    # defaultRoute: the gateways (one per family) that become the pod's default routes,
+    # replacing the ones the cluster network set on eth0.
+    default_route: bool = False
+    default_gateways: tuple[str, ...] = ()  # empty in mode cni: the chain's result names them
+    macvlan_mode: str = "bridge"
+    cni: CniPlan | None = None
 
     @property
     def key(self) -> str:

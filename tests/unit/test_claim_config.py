@@ -195,7 +195,10 @@ POOL_BAD: list[tuple[str, Any, list[str]]] = [
     (
         "gateway outside pool",
         {"routes": [{"destination": "0.0.0.0/0", "gateway": "10.9.0.1"}]},
-        ["config[0].routes[0].gateway: 10.9.0.1 is outside subnet 10.1.0.0/24"],
+        [
+            "config[0].routes[0].gateway: 10.9.0.1 is outside subnet 10.1.0.0/24 "
+            "(add onlink: true if it is reachable on the link anyway)"
+        ],
     ),
     (
         "other prefix length",

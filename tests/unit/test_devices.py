@@ -323,7 +323,7 @@ def test_a_ready_enabled_network_of_ours_binds_with_its_names_and_mode() -> None
     verdict = networks.judge(_pnw())
     assert verdict is not None and verdict.reason == ""
     assert verdict.selector == binding.NetworkSelector(
-        name="blue", interfaces=("eth1", "data*"), mode="macvlan"
+        name="blue", interfaces=("eth1", "data*"), mode="macvlan", shared=True
     )
 
 

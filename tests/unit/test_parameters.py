@@ -204,7 +204,7 @@ BAD: list[tuple[str, Any, list[str]]] = [
     (
         "bad mode",
         doc(mode="bridge"),
-        ["parameters.mode: must be 'host-device' or 'macvlan', got \"bridge\""],
+        ["parameters.mode: must be 'host-device', 'macvlan' or 'cni', got \"bridge\""],
     ),
     (
         "ifname slash",
@@ -253,7 +253,7 @@ BAD: list[tuple[str, Any, list[str]]] = [
     (
         "pool without subnet",
         doc(ipam={"type": "pool"}),
-        ["parameters.ipam.subnet: is required when ipam.type is pool"],
+        ["parameters.ipam.subnet: is required when ipam.type is pool (or subnets)"],
     ),
     (
         "subnet with none",
@@ -332,7 +332,10 @@ BAD: list[tuple[str, Any, list[str]]] = [
     (
         "route gateway outside pool",
         {**pool(), "routes": [{"destination": "0.0.0.0/0", "gateway": "10.3.0.1"}]},
-        ["parameters.routes[0].gateway: 10.3.0.1 is outside subnet 10.1.0.0/24"],
+        [
+            "parameters.routes[0].gateway: 10.3.0.1 is outside subnet 10.1.0.0/24 "
+            "(add onlink: true if it is reachable on the link anyway)"
+        ],
     ),
     (
         "route twice",
@@ -509,7 +512,7 @@ BAD: list[tuple[str, Any, list[str]]] = [
         "several field errors at once",
         doc(mode="x", mtu=1, interfaceName="a b"),
         [
-            "parameters.mode: must be 'host-device' or 'macvlan', got \"x\"",
+            "parameters.mode: must be 'host-device', 'macvlan' or 'cni', got \"x\"",
             'parameters.interfaceName: must not contain whitespace, got "a b"',
             "parameters.mtu: must be between 68 and 65535, got 1",
         ],

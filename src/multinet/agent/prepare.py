@@ -80,6 +80,9 @@ class Reserver(Protocol):
 
 
 HostReader = Callable[[str], Awaitable[HostState]]
+#: Checks a plan against this node's kernel before it is accepted (sysctls that exist, ethtool
+#: features the NIC has and may change); raises ConfigError. See multinet.netlink.plancheck.
+PlanChecker = Callable[[AttachPlan], Awaitable[None]]
 #: Gives back interfaces of these plan keys whose pod netns is already gone (see release.py).
 Reclaimer = Callable[[Iterable[str]], Awaitable[None]]
 
@@ -118,8 +121,10 @@ class ClaimPreparer:
         read_host: HostReader,
         reclaim: Reclaimer | None = None,
         returner: DeviceReturner | None = None,
+        check_plan: PlanChecker | None = None,
     ) -> None:
         self._node = node_name
+        self._check_plan = check_plan
         self._reclaim = reclaim
         self._returner = returner
         self._checkpoint = checkpoint
@@ -155,6 +160,8 @@ class ClaimPreparer:
             for result in alloc.results:
                 plans.append(await self._plan(claim, alloc, result, networks))
             planning.check_pod_ifnames(claim, plans)
+            planning.check_rule_interfaces(claim, plans)
+            planning.check_one_default_route(claim, plans, self._same_pods(claim, alloc))
             prepared = PreparedClaim(
                 claim=claim, pod_uids=tuple(p.uid for p in alloc.pods), plans=tuple(plans)
             )
@@ -169,6 +176,15 @@ class ClaimPreparer:
             extra={**extra, "devices": [f"{p.device}->{p.pod_ifname}" for p in plans]},
         )
         return _devices(prepared)
+
+    def _same_pods(self, claim: ClaimRef, alloc: allocation.Allocation) -> list[PreparedClaim]:
+        """The other claims prepared here for a pod of this claim."""
+        pods = {p.uid for p in alloc.pods}
+        return [
+            c
+            for uid, c in self._checkpoint.state.claims.items()
+            if uid != claim.uid and pods & set(c.pod_uids)
+        ]
 
     async def _again(self, claim: ClaimRef, known: PreparedClaim) -> list[PreparedDevice]:
         """Already prepared (kubelet retry or agent restart): refresh the pod list if we can."""
@@ -206,14 +222,7 @@ class ClaimPreparer:
             raise ClaimError(
                 f"{where}: device {result.device} ({entry.ifname}) is not bound to a PodNetwork"
             )
-        if entry.network not in networks:
-            try:
-                networks[entry.network] = await self._lookups.get_network_parameters(entry.network)
-            except ConfigError as exc:
-                raise ConfigError(exc.errors, subject=where) from exc
-            except ClaimError as exc:
-                raise ClaimError(f"{where}: {exc}") from exc
-        params = networks[entry.network]
+        params = await self._network(entry.network, networks, where)
         eff = effective_config(
             params,
             alloc.class_configs,
@@ -227,16 +236,38 @@ class ClaimPreparer:
             host = await self._read_host(entry.ifname)
         holder = planning.holder(claim, alloc, result, self._node)
         addresses, reserved = await self._addresses(entry.network, eff, host, holder)
-        return planning.attach_plan(
-            claim,
-            result,
-            network=entry.network,
-            host_ifname=entry.ifname,
-            eff=eff,
-            host=host,
-            addresses=addresses,
-            reserved=reserved,
-        )
+        try:
+            plan = planning.attach_plan(
+                claim,
+                result,
+                network=entry.network,
+                host_ifname=entry.ifname,
+                eff=eff,
+                host=host,
+                addresses=addresses,
+                reserved=reserved,
+                pod=alloc.pods[0] if alloc.pods else None,
+            )
+            if self._check_plan is not None:
+                await self._check_plan(plan)
+        except BaseException:
+            if reserved:
+                await _quietly(self._reservations.release(reserved, claim.uid, self._node))
+            raise
+        return plan
+
+    async def _network(
+        self, name: str, networks: dict[str, NetworkParameters], where: str
+    ) -> NetworkParameters:
+        """The PodNetwork's parameters, read once per prepare call."""
+        if name not in networks:
+            try:
+                networks[name] = await self._lookups.get_network_parameters(name)
+            except ConfigError as exc:
+                raise ConfigError(exc.errors, subject=where) from exc
+            except ClaimError as exc:
+                raise ClaimError(f"{where}: {exc}") from exc
+        return networks[name]
 
     async def _make_room(self, claim: ClaimRef, where: str, device: str) -> None:
         """A host-device NIC may still be in the pod of the claim that held it before (that pod
@@ -261,20 +292,28 @@ class ClaimPreparer:
     async def _addresses(
         self, network: str, eff: EffectiveConfig, host: HostState | None, holder: Holder
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(addresses for the pod interface, addresses reserved through IPAM)."""
+        """(addresses for the pod interface, addresses reserved through IPAM).
+
+        A pool network gives one address per pool (one per family with ``ipam.subnets``); a
+        static address of a family takes the place of that family's pool address."""
         if eff.ipam.type != "pool":
             return planning.addresses_without_pool(eff, host), ()
+        addresses: list[str] = []
         reserved: list[str] = []
         try:
-            if eff.addresses:
-                for address in eff.addresses:
-                    await self._reservations.reserve_static(network, address.ip, holder)
-                    reserved.append(str(address.ip))
-                return tuple(str(a) for a in eff.addresses), tuple(reserved)
-            pool = ipam.pool_from(eff.ipam)
-            ip = await self._reservations.reserve_from_pool(network, pool, holder)
-            reserved.append(str(ip))
-            return (pool.prefixed(ip),), tuple(reserved)
+            for address in eff.addresses:
+                await self._reservations.reserve_static(network, address.ip, holder)
+                reserved.append(str(address.ip))
+                addresses.append(str(address))
+            static = {a.version for a in eff.addresses}
+            for subnet in eff.ipam.pools():
+                if subnet.subnet.version in static:
+                    continue
+                pool = ipam.pool_of(subnet)
+                ip = await self._reservations.reserve_from_pool(network, pool, holder)
+                reserved.append(str(ip))
+                addresses.append(pool.prefixed(ip))
+            return tuple(addresses), tuple(reserved)
         except BaseException:
             if reserved:
                 await _quietly(self._reservations.release(reserved, holder.claim.uid, holder.node))

@@ -23,17 +23,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from multinet.api import fields, names, parameters, problems
+from multinet.api import fields, names, parameters, policy, problems
 from multinet.api.fields import (
     InterfaceAddress,
     IPInterface,
-    IPNetwork,
     Mac,
     Mtu,
     PodIfName,
     StrictModel,
 )
-from multinet.api.parameters import Ipam, Mode, NetworkParameters, Route
+from multinet.api.parameters import Ipam, Mode, NetworkParameters
+from multinet.api.policy import Ethtool, Neighbor, Route, Rule, Sysctls
 
 
 class ClaimConfig(StrictModel):
@@ -46,6 +46,28 @@ class ClaimConfig(StrictModel):
     mac: Mac | None = None
     mtu: Mtu | None = None
     routes: Annotated[list[Route], Field(max_length=fields.MAX_ROUTES)] | None = None
+    rules: Annotated[list[Rule], Field(max_length=policy.MAX_RULES)] | None = None
+    neighbors: Annotated[list[Neighbor], Field(max_length=policy.MAX_NEIGHBORS)] | None = None
+    sysctls: Sysctls | None = None
+    ethtool: Ethtool | None = None
+    default_route: bool | None = None
+    stable_mac: bool | None = None
+
+
+#: ClaimConfig fields in the order layers are merged; each replaces the earlier value whole.
+LAYERED = (
+    "interface_name",
+    "mac",
+    "mtu",
+    "addresses",
+    "routes",
+    "rules",
+    "neighbors",
+    "sysctls",
+    "ethtool",
+    "default_route",
+    "stable_mac",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +98,13 @@ class EffectiveConfig:
     addresses: tuple[IPInterface, ...]
     routes: tuple[Route, ...]
     ipam: Ipam
+    rules: tuple[Rule, ...] = ()
+    neighbors: tuple[Neighbor, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    features: tuple[tuple[str, bool], ...] = ()  # ethtool features
+    default_route: bool = False
+    stable_mac: bool = False
+    network: NetworkParameters | None = None  # the PodNetwork's parameters (macvlan mode, cni)
 
 
 def applies_to(scope: Sequence[str], request: str) -> bool:
@@ -143,7 +172,7 @@ def split_allocation_configs(
 
 
 def _overlay(base: dict[str, Any], cfg: ClaimConfig) -> None:
-    for key in ("interface_name", "mac", "mtu", "addresses", "routes"):
+    for key in LAYERED:
         value = getattr(cfg, key)
         if value is not None:
             base[key] = value
@@ -153,29 +182,60 @@ def _cross_check(
     eff: dict[str, Any], network: NetworkParameters, where: dict[str, str]
 ) -> list[str]:
     """Rules between the merged fields; each message points at the layer that set the field."""
+    out = _check_addresses(eff, network, where)
+    for key, check in (
+        ("routes", lambda v: parameters.check_routes(v, network.ipam, prefix="routes")),
+        ("rules", policy.check_rules),
+        ("neighbors", policy.check_neighbors),
+    ):
+        if (layer := where.get(key)) is not None:
+            out += [f"{layer}.{msg}" for msg in check(list(eff[key]))]
+    if network.mode == "cni":
+        out += [
+            f"{where[key]}.{fields_alias(key)}: not used when the PodNetwork's mode is cni; "
+            "configure it in the CNI config"
+            for key in _NOT_IN_CNI
+            if key in where
+        ]
+    if (too_small := _mtu_for_ipv6(eff, network.ipam, where)) is not None:
+        out.append(too_small)
+    return out
+
+
+#: Claim config fields a CNI chain has no place for (mac and addresses go to the plugins'
+#: runtimeConfig, interfaceName is CNI_IFNAME, defaultRoute is applied after the chain).
+_NOT_IN_CNI = ("mtu", "routes", "rules", "neighbors", "sysctls", "ethtool", "stable_mac")
+
+
+def fields_alias(key: str) -> str:
+    """The camelCase name users write for a ClaimConfig field."""
+    return str(ClaimConfig.model_fields[key].alias or key)
+
+
+def _check_addresses(
+    eff: dict[str, Any], network: NetworkParameters, where: dict[str, str]
+) -> list[str]:
+    """No address twice, each a usable static address of its family's pool."""
     out: list[str] = []
-    subnet = network.ipam.subnet if network.ipam.type == "pool" else None
+    pools = network.ipam.pools()
     seen: set[IPInterface] = set()
     for i, addr in enumerate(eff["addresses"]):
         path = f"{where.get('addresses', 'config')}.addresses[{i}]"
         if addr in seen:
             out.append(f"{path}: {addr} is listed twice")
         seen.add(addr)
-        if subnet is not None:
-            out += [f"{path}: {addr} {why}" for why in _static_in_pool(addr, network.ipam, subnet)]
-    routes_where = where.get("routes")
-    if routes_where is not None:
-        for msg in parameters.check_routes(list(eff["routes"]), subnet, prefix="routes"):
-            out.append(f"{routes_where}.{msg}")
-    if (too_small := _mtu_for_ipv6(eff, subnet, where)) is not None:
-        out.append(too_small)
+        if pools:
+            out += [f"{path}: {addr} {why}" for why in _static_in_pool(addr, network.ipam)]
     return out
 
 
-def _static_in_pool(addr: IPInterface, ipam: Ipam, subnet: IPNetwork) -> list[str]:
+def _static_in_pool(addr: IPInterface, ipam: Ipam) -> list[str]:
     """What keeps static address ``addr`` from being reserved in the pool (none: usable)."""
-    if addr.version != subnet.version or addr.ip not in subnet:
-        return [f"is outside subnet {subnet} of the PodNetwork"]
+    pool = ipam.pool_for(addr.version)
+    if pool is None or addr.ip not in pool.subnet:
+        subnets = " or ".join(str(p.subnet) for p in ipam.pools())
+        return [f"is outside subnet {subnets} of the PodNetwork"]
+    subnet = pool.subnet
     out: list[str] = []
     if addr.network.prefixlen != subnet.prefixlen:
         # Another length would give the pod a different on-link network than its neighbours.
@@ -185,19 +245,17 @@ def _static_in_pool(addr: IPInterface, ipam: Ipam, subnet: IPNetwork) -> list[st
         )
     if why := parameters.not_a_host(addr.ip, subnet):
         out.append(why)
-    elif addr.ip == ipam.gateway:
+    elif addr.ip == pool.gateway:
         out.append("is the gateway (ipam.gateway) of the PodNetwork")
     else:
-        for i, block in enumerate(ipam.exclude):
+        for i, block in enumerate(pool.exclude):
             if block.version == addr.version and addr.ip in block:
                 out.append(f"is excluded by ipam.exclude[{i}] ({block}) of the PodNetwork")
                 break
     return out
 
 
-def _mtu_for_ipv6(
-    eff: dict[str, Any], subnet: IPNetwork | None, where: dict[str, str]
-) -> str | None:
+def _mtu_for_ipv6(eff: dict[str, Any], ipam: Ipam, where: dict[str, str]) -> str | None:
     """An MTU below IPv6's minimum together with anything IPv6, pointed at the layer to fix.
 
     IPv6 refuses to run on a link below 1280 (RFC 8200), so the pod would lose exactly those
@@ -208,8 +266,8 @@ def _mtu_for_ipv6(
     if mtu is None or mtu >= fields.IPV6_MIN_MTU:
         return None
     ipv6: list[tuple[str, str]] = []  # (what, path)
-    if subnet is not None and subnet.version == 6:
-        ipv6.append((f"subnet {subnet}", "ipam.subnet of the PodNetwork"))
+    if (pool6 := ipam.pool_for(6)) is not None:
+        ipv6.append((f"subnet {pool6.subnet}", "ipam of the PodNetwork"))
     ipv6 += [
         (f"address {a}", f"{where.get('addresses', 'config')}.addresses[{i}]")
         for i, a in enumerate(eff["addresses"])
@@ -253,6 +311,12 @@ def effective_config(
         "mac": None,
         "addresses": [],
         "routes": list(network.routes),
+        "rules": list(network.rules),
+        "neighbors": list(network.neighbors),
+        "sysctls": dict(network.sysctls),
+        "ethtool": network.ethtool,
+        "default_route": network.default_route,
+        "stable_mac": network.stable_mac,
     }
     where: dict[str, str] = {}
     errors: list[str] = []
@@ -281,4 +345,11 @@ def effective_config(
         addresses=tuple(merged["addresses"]),
         routes=tuple(merged["routes"]),
         ipam=network.ipam,
+        rules=tuple(merged["rules"]),
+        neighbors=tuple(merged["neighbors"]),
+        sysctls=tuple(merged["sysctls"].items()),
+        features=tuple(merged["ethtool"].features.items()),
+        default_route=merged["default_route"],
+        stable_mac=merged["stable_mac"],
+        network=network,
     )

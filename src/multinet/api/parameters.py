@@ -11,11 +11,12 @@ ordered, the pool has an address to hand out, IPv6 gets an MTU of at least 1280)
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from multinet.api import fields, problems
+from multinet.api import fields, policy, problems
 from multinet.api.fields import (
     Address,
     AddressOrNetwork,
@@ -27,10 +28,15 @@ from multinet.api.fields import (
     PodIfName,
     StrictModel,
 )
+from multinet.api.policy import Ethtool, Neighbor, Route, Rule, Sysctls
 
 PREFIX = "parameters"
 
-Mode = Literal["host-device", "macvlan"]
+Mode = Literal["host-device", "macvlan", "cni"]
+MacvlanMode = Literal["bridge", "private", "vepa", "passthru"]
+MAX_SUBNETS = 2  # one per address family
+DEFAULT_INTERFACES_PER_PARENT = 64
+MAX_INTERFACES_PER_PARENT = 4096
 
 
 class Interfaces(StrictModel):
@@ -39,8 +45,20 @@ class Interfaces(StrictModel):
     names: Annotated[list[NamePattern], Field(min_length=1, max_length=fields.MAX_INTERFACE_NAMES)]
 
 
+class Subnet(StrictModel):
+    """One pool: addresses of ``subnet`` within ``rangeStart``..``rangeEnd``, minus ``exclude``
+    and ``gateway``."""
+
+    subnet: Network
+    range_start: Address | None = None
+    range_end: Address | None = None
+    exclude: Annotated[list[AddressOrNetwork], Field(max_length=fields.MAX_EXCLUDE)] = []
+    gateway: Address | None = None
+
+
 class Ipam(StrictModel):
-    """``none``: the NIC's own addresses travel with it. ``pool``: addresses from ``subnet``."""
+    """``none``: the NIC's own addresses travel with it. ``pool``: an address from ``subnet``
+    (one pool, its fields beside it), or one of each family from ``subnets`` (dual stack)."""
 
     type: Literal["none", "pool"] = "none"
     subnet: Network | None = None
@@ -48,11 +66,59 @@ class Ipam(StrictModel):
     range_end: Address | None = None
     exclude: Annotated[list[AddressOrNetwork], Field(max_length=fields.MAX_EXCLUDE)] = []
     gateway: Address | None = None
+    subnets: Annotated[list[Subnet], Field(max_length=MAX_SUBNETS)] = []
+
+    def pools(self) -> tuple[Subnet, ...]:
+        """The pools a claim takes one address from each (none unless type is pool)."""
+        if self.type != "pool":
+            return ()
+        if self.subnets:
+            return tuple(self.subnets)
+        if self.subnet is None:
+            return ()
+        return (
+            Subnet.model_construct(
+                subnet=self.subnet,
+                range_start=self.range_start,
+                range_end=self.range_end,
+                exclude=self.exclude,
+                gateway=self.gateway,
+            ),
+        )
+
+    def pool_for(self, version: int) -> Subnet | None:
+        return next((p for p in self.pools() if p.subnet.version == version), None)
 
 
-class Route(StrictModel):
-    destination: Network
-    gateway: Address | None = None
+class Cni(StrictModel):
+    """``mode: cni``: the CNI network config or conflist the agent runs for each claim, exactly
+    as a NetworkAttachmentDefinition's ``spec.config`` holds it (as an object or a JSON string)."""
+
+    config: dict[str, Any] | str
+
+    @property
+    def takes_device(self) -> bool:
+        """The chain's first plugin moves the allocated NIC itself into the pod."""
+        return first_plugin_type(self.config) in EXCLUSIVE_CNI_PLUGINS
+
+
+#: CNI plugins that move the whole NIC into the pod: one claim per NIC, like host-device mode.
+EXCLUSIVE_CNI_PLUGINS = frozenset({"host-device", "sriov", "ib-sriov"})
+
+
+def first_plugin_type(config: dict[str, Any] | str) -> str | None:
+    """The ``type`` of a config's first plugin (None when the config does not say)."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return None
+    if not isinstance(config, dict):
+        return None
+    plugins = config.get("plugins")
+    first = plugins[0] if isinstance(plugins, list) and plugins else config
+    kind = first.get("type") if isinstance(first, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 class NetworkParameters(StrictModel):
@@ -62,6 +128,30 @@ class NetworkParameters(StrictModel):
     mtu: Mtu | None = None
     ipam: Ipam = Ipam()
     routes: Annotated[list[Route], Field(max_length=fields.MAX_ROUTES)] = []
+    rules: Annotated[list[Rule], Field(max_length=policy.MAX_RULES)] = []
+    neighbors: Annotated[list[Neighbor], Field(max_length=policy.MAX_NEIGHBORS)] = []
+    sysctls: Sysctls = {}
+    ethtool: Ethtool = Ethtool()
+    default_route: bool = False
+    stable_mac: bool = False
+    macvlan_mode: MacvlanMode | None = None
+    interfaces_per_parent: Annotated[int, Field(ge=1, le=MAX_INTERFACES_PER_PARENT)] | None = None
+    cni: Cni | None = None
+
+    @property
+    def shares_parent(self) -> bool:
+        """Whether one host NIC serves several claims: macvlan children do, and so do CNI
+        chains unless their first plugin takes the NIC itself (host-device, SR-IOV)."""
+        if self.mode == "macvlan":
+            return True
+        return self.mode == "cni" and self.cni is not None and not self.cni.takes_device
+
+    @property
+    def parent_capacity(self) -> int:
+        """How many claims one parent NIC serves (macvlan, and CNI chains that share it)."""
+        if self.interfaces_per_parent is not None:
+            return self.interfaces_per_parent
+        return 1 if self.macvlan_mode == "passthru" else DEFAULT_INTERFACES_PER_PARENT
 
 
 def _family(version: int) -> str:
@@ -118,17 +208,17 @@ def not_a_host(address: IPAddress, subnet: IPNetwork) -> str | None:
     return None
 
 
-def usable_count(ipam: Ipam, subnet: IPNetwork) -> int:
+def usable_count(pool: Subnet, subnet: IPNetwork) -> int:
     """How many addresses the pool can hand out: its host range within rangeStart..rangeEnd,
     minus the exclude blocks and the gateway (fields already checked to lie in ``subnet``)."""
     lo, hi = host_range(subnet)
-    if ipam.range_start is not None:
-        lo = max(lo, int(ipam.range_start))
-    if ipam.range_end is not None:
-        hi = min(hi, int(ipam.range_end))
-    taken = [(int(b.network_address), int(b.broadcast_address)) for b in ipam.exclude]
-    if ipam.gateway is not None:
-        taken.append((int(ipam.gateway), int(ipam.gateway)))
+    if pool.range_start is not None:
+        lo = max(lo, int(pool.range_start))
+    if pool.range_end is not None:
+        hi = min(hi, int(pool.range_end))
+    taken = [(int(b.network_address), int(b.broadcast_address)) for b in pool.exclude]
+    if pool.gateway is not None:
+        taken.append((int(pool.gateway), int(pool.gateway)))
     count = max(0, hi - lo + 1)
     covered = lo - 1  # every address up to here is already subtracted (or outside the range)
     for start, end in sorted(taken):
@@ -150,39 +240,68 @@ def _check_subnet(subnet: IPNetwork, path: str) -> str | None:
 
 
 def check_ipam(ipam: Ipam, prefix: str = "ipam") -> list[str]:
-    out: list[str] = []
-    optional = {
+    single = {
+        "subnet": ipam.subnet,
         "rangeStart": ipam.range_start,
         "rangeEnd": ipam.range_end,
         "gateway": ipam.gateway,
+        "exclude": ipam.exclude or None,
     }
     if ipam.type == "none":
-        given = {"subnet": ipam.subnet, **optional, "exclude": ipam.exclude or None}
-        out += [
+        given = {**single, "subnets": ipam.subnets or None}
+        return [
             f"{prefix}.{key}: only allowed when {prefix}.type is pool"
             for key, value in given.items()
             if value is not None
         ]
-        return out
-    subnet = ipam.subnet
-    if subnet is None:
-        return [f"{prefix}.subnet: is required when {prefix}.type is pool"]
+    if not ipam.subnets:
+        if ipam.subnet is None:
+            return [f"{prefix}.subnet: is required when {prefix}.type is pool (or subnets)"]
+        return check_pool(ipam.pools()[0], prefix)
+    out = [
+        f"{prefix}.{key}: cannot be combined with {prefix}.subnets; "
+        f"give each pool its own entry in {prefix}.subnets"
+        for key, value in single.items()
+        if value is not None
+    ]
+    families: dict[int, int] = {}
+    for i, pool in enumerate(ipam.subnets):
+        version = pool.subnet.version
+        if version in families:
+            out.append(
+                f"{prefix}.subnets[{i}].subnet: a second {_family(version)} pool "
+                f"(subnets[{families[version]}] is one); give at most one pool per family"
+            )
+        families.setdefault(version, i)
+        out += check_pool(pool, f"{prefix}.subnets[{i}]")
+    return out
+
+
+def check_pool(pool: Subnet, prefix: str) -> list[str]:
+    """The rules of one pool; ``prefix`` is where its fields sit (``ipam``, ``ipam.subnets[1]``)."""
+    subnet = pool.subnet
+    out: list[str] = []
     if msg := _check_subnet(subnet, f"{prefix}.subnet"):
         out.append(msg)
+    optional = {
+        "rangeStart": pool.range_start,
+        "rangeEnd": pool.range_end,
+        "gateway": pool.gateway,
+    }
     for key, value in optional.items():
         if value is not None and (msg := _inside(f"{prefix}.{key}", value, subnet)):
             out.append(msg)
-    gw = ipam.gateway
+    gw = pool.gateway
     inside = gw is not None and gw.version == subnet.version and gw in subnet  # else: told above
     if gw is not None and inside and (why := not_a_host(gw, subnet)):
         out.append(f"{prefix}.gateway: {gw} {why}")
-    for i, block in enumerate(ipam.exclude):
+    for i, block in enumerate(pool.exclude):
         if msg := _inside(f"{prefix}.exclude[{i}]", block, subnet):
             out.append(msg)
-    start, end = ipam.range_start, ipam.range_end
+    start, end = pool.range_start, pool.range_end
     if start and end and start.version == end.version and start > end:  # type: ignore[operator]
         out.append(f"{prefix}.rangeStart: {start} is after rangeEnd {end}")
-    if not out and usable_count(ipam, subnet) == 0:
+    if not out and usable_count(pool, subnet) == 0:
         out.append(
             f"{prefix}: leaves no address to hand out: subnet {subnet} without its network "
             "(and broadcast) address, limited to rangeStart..rangeEnd, minus exclude and gateway"
@@ -190,16 +309,21 @@ def check_ipam(ipam: Ipam, prefix: str = "ipam") -> list[str]:
     return out
 
 
-def check_routes(
-    routes: list[Route], subnet: IPNetwork | None, prefix: str = "routes"
-) -> list[str]:
+def check_routes(routes: list[Route], ipam: Ipam | None, prefix: str = "routes") -> list[str]:
+    """Each route on its own, no route twice, and a gateway reachable through the pool's subnet
+    of its family (unless the route says ``onlink``)."""
     out: list[str] = []
-    seen: set[IPNetwork] = set()
+    seen: set[tuple[IPNetwork, int, int | None]] = set()
     for i, route in enumerate(routes):
         path = f"{prefix}[{i}]"
-        if route.destination in seen:
-            out.append(f"{path}.destination: {route.destination} is listed twice")
-        seen.add(route.destination)
+        identity = policy.route_identity(route)
+        if identity in seen:
+            same = (
+                "" if route.table is None and route.metric is None else " in that table and metric"
+            )
+            out.append(f"{path}.destination: {route.destination} is listed twice{same}")
+        seen.add(identity)
+        out += policy.check_route_fields(route, path)
         gw = route.gateway
         if gw is None:
             continue
@@ -208,11 +332,57 @@ def check_routes(
                 f"{path}.gateway: {gw} is {_family(gw.version)} but destination "
                 f"{route.destination} is {_family(route.destination.version)}"
             )
-        elif subnet is not None and (msg := _inside(f"{path}.gateway", gw, subnet)):
-            out.append(msg)
-        elif subnet is not None and (why := not_a_host(gw, subnet)):
+            continue
+        pool = ipam.pool_for(gw.version) if ipam is not None else None
+        if pool is None or route.onlink:
+            continue
+        if msg := _inside(f"{path}.gateway", gw, pool.subnet):
+            out.append(msg + " (add onlink: true if it is reachable on the link anyway)")
+        elif why := not_a_host(gw, pool.subnet):
             out.append(f"{path}.gateway: {gw} {why}")
     return out
+
+
+def check_mode(params: NetworkParameters) -> list[str]:
+    """Fields that belong to one mode only."""
+    out: list[str] = []
+    if params.mode != "macvlan" and params.macvlan_mode is not None:
+        out.append(f"macvlanMode: only allowed when mode is macvlan (mode is {params.mode})")
+    if params.mode == "host-device" and params.interfaces_per_parent is not None:
+        out.append("interfacesPerParent: not allowed when mode is host-device (one pod per NIC)")
+    if params.macvlan_mode == "passthru" and params.parent_capacity != 1:
+        out.append(
+            "interfacesPerParent: must be 1 with macvlanMode passthru (the parent takes one "
+            f"child only), got {params.parent_capacity}"
+        )
+    if params.mode == "cni":
+        if params.cni is None:
+            out.append("cni: is required when mode is cni (cni.config: a CNI config or conflist)")
+        out += [
+            f"{key}: not used when mode is cni; {instead}"
+            for key, instead in _NOT_IN_CNI.items()
+            if getattr(params, _snake(key)) not in (None, False, [], {}, Ipam(), Ethtool())
+        ]
+    elif params.cni is not None:
+        out.append(f"cni: only allowed when mode is cni (mode is {params.mode})")
+    return out
+
+
+#: What a CNI chain does itself, and which plugin does it.
+_NOT_IN_CNI = {
+    "mtu": "set mtu in the CNI config",
+    "ipam": "the CNI config's own ipam section hands out addresses",
+    "routes": "the CNI config's ipam routes (or the sbr plugin) set routes",
+    "rules": "the sbr plugin adds source-based routing rules",
+    "neighbors": "add them with a CNI plugin",
+    "sysctls": "the tuning plugin sets sysctls",
+    "ethtool": "set offloads with a CNI plugin",
+    "stableMac": "the tuning plugin sets a MAC",
+}
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in key)
 
 
 def cross_check(params: NetworkParameters) -> list[str]:
@@ -223,19 +393,40 @@ def cross_check(params: NetworkParameters) -> list[str]:
         if name in seen:
             out.append(f"interfaces.names[{i}]: {problems.show(name)} is listed twice")
         seen.add(name)
+    out += check_mode(params)
     out += check_ipam(params.ipam)
-    subnet = params.ipam.subnet if params.ipam.type == "pool" else None
-    out += check_routes(params.routes, subnet)
+    out += check_routes(params.routes, params.ipam)
+    out += policy.check_rules(params.rules)
+    out += policy.check_neighbors(params.neighbors)
     if params.mtu is not None and params.mtu < fields.IPV6_MIN_MTU:
         # IPv6 refuses to run on a link below 1280 (RFC 8200): the kernel drops the interface's
         # IPv6 addresses and routes, so the pod would come up without them.
-        ipv6 = [f"subnet {subnet}"] if subnet is not None and subnet.version == 6 else []
+        pool6 = params.ipam.pool_for(6)
+        ipv6 = [f"subnet {pool6.subnet}"] if pool6 is not None else []
         ipv6 += [f"route {r.destination}" for r in params.routes if r.destination.version == 6]
         if ipv6:
             out.append(
                 f"mtu: must be at least {fields.IPV6_MIN_MTU} for IPv6 {ipv6[0]}, got {params.mtu}"
             )
+    if params.mode == "cni" and params.cni is not None:
+        out += cni_problems(params.cni.config)
     return out
+
+
+def cni_problems(config: dict[str, Any] | str) -> list[str]:
+    """What is wrong with a CNI config; paths start at ``cni.config``."""
+    from multinet.cni import config as cni_config  # the CNI package parses its own format
+
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError as exc:
+            return [f"cni.config: is not valid JSON: {exc}"]
+    try:
+        cni_config.parse_chain(config, name="podnetwork")  # a missing name: the network's
+    except problems.ConfigError as exc:
+        return list(exc.errors)
+    return []
 
 
 def parse(doc: Any, *, prefix: str = PREFIX) -> NetworkParameters:

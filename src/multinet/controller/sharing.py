@@ -98,12 +98,13 @@ def _nodes(pools: Iterable[str]) -> str:
 
 
 def shared(pnw: PodNetwork) -> bool:
-    """Whether the network shares its NICs (enabled, valid parameters, mode macvlan)."""
+    """Whether the network shares its NICs (enabled, valid parameters, macvlan or a sharing
+    CNI chain)."""
     try:
         params = parameters.parse(pnw.spec.parameters)
     except ConfigError:
         return False
-    return pnw.spec.enabled and params.mode == binding.MACVLAN
+    return pnw.spec.enabled and params.shares_parent
 
 
 def condition(pnw: PodNetwork, views: Iterable[SliceView]) -> Desired | Absent:

@@ -39,7 +39,10 @@ class NetworkSelector:
     name: str
     interfaces: tuple[str, ...]  # exact names and glob patterns
     mode: str = HOST_DEVICE
-    #: macvlan only: how many children (claims) one parent serves at most.
+    #: One NIC serves several claims (always in macvlan mode; most CNI chains); else one claim
+    #: takes it whole.
+    shared: bool = False
+    #: shared only: how many children (claims) one parent serves at most.
     max_interfaces: int = DEFAULT_MAX_INTERFACES
 
     @property
@@ -85,7 +88,7 @@ def shared_capacity(most: int) -> dict[str, Capacity]:
 def _bound(device: Device, network: NetworkSelector) -> Device:
     attrs = dict(device.attributes)
     attrs[attributes.POD_NETWORK] = network.name
-    if network.mode != MACVLAN:
+    if not (network.shared or network.mode == MACVLAN):
         return replace(device, attributes=attrs, network=network.name)
     capacity = shared_capacity(network.max_interfaces)
     return replace(

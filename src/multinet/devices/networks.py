@@ -48,7 +48,11 @@ def judge(body: Any) -> Verdict | None:
     except ConfigError as exc:
         return Verdict(name, None, f"invalid parameters: {exc}")
     selector = NetworkSelector(
-        name=name, interfaces=tuple(str(n) for n in params.interfaces.names), mode=params.mode
+        name=name,
+        interfaces=tuple(str(n) for n in params.interfaces.names),
+        mode=params.mode,
+        shared=params.shares_parent,
+        max_interfaces=params.parent_capacity,
     )
     return Verdict(name, selector, "")
 
