@@ -36,7 +36,7 @@ from typing import Final
 
 from multinet.api.ethtoolnames import check_feature_name
 from multinet.netlink import codec as c
-from multinet.netlink.netns import setns
+from multinet.netlink.netns import entered
 from multinet.netlink.rtnl import _parse_error  # the one reader of NLMSG_ERROR payloads
 
 __all__ = ["LEGACY", "SHORT", "EthtoolError", "Feature", "features", "members", "set_features"]
@@ -470,17 +470,5 @@ class _Genl:
 def _socket_in(netns_fd: int) -> _Genl:
     """A generic-netlink socket inside the namespace `netns_fd`, made as `netns.socket_in` makes
     its rtnetlink one: only the calling thread goes in, and it comes straight back."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        setns(netns_fd, " into the interface's network namespace")
-        try:
-            return _Genl()
-        finally:
-            # Staying behind would leave this worker thread in a pod's namespace, where a later
-            # host-side call would act on the wrong interfaces: better to stop loudly.
-            try:
-                setns(home)
-            except OSError as exc:  # pragma: no cover - the kernel gave us the fd a moment ago
-                raise SystemExit(f"cannot return to the host network namespace: {exc}") from exc
-    finally:
-        os.close(home)
+    with entered(netns_fd, " into the interface's network namespace"):
+        return _Genl()
