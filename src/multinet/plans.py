@@ -145,6 +145,9 @@ class HostState(_Frozen):
     # IPv6 address generation mode (IFLA_INET6_ADDR_GEN_MODE: 0 eui64, 1 none, 2 stable-privacy,
     # 3 random). The kernel resets it when the NIC changes namespace; None: not recorded.
     addr_gen_mode: int | None = None
+    # The NIC's changeable ethtool features before a plan set some (they travel with the device):
+    # empty when the plan sets none.
+    features: tuple[tuple[str, bool], ...] = ()
 
 
 class AttachPlan(_Frozen):

@@ -165,8 +165,9 @@ BAD_PARAMETERS: list[tuple[str, dict[str, Any], list[str]]] = [
         "ethtool feature name",
         {"ethtool": {"features": {"TX Checksum": False}}},
         [
-            "parameters.ethtool.features.TX Checksum: must be a feature name as `ethtool -k` "
-            "shows it, like tx-checksumming"
+            "parameters.ethtool.features.TX Checksum: must be lowercase letters, digits, '-' "
+            "and '_', not starting with '-' (a name as `ethtool -k` prints it, like "
+            "tx-checksumming)"
         ],
     ),
     (

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator
 
-from multinet.api import problems
+from multinet.api import ethtoolnames, problems
 from multinet.api.fields import Address, IfName, IPNetwork, Mac, Network, StrictModel
 
 MAX_RULES = 16
@@ -142,8 +142,6 @@ def check_sysctls(value: Any) -> dict[str, str]:
 
 Sysctls = Annotated[dict[str, str], PlainValidator(check_sysctls)]
 
-_FEATURE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-
 
 def check_features(value: Any) -> dict[str, bool]:
     """``{feature: on?}`` with names as ``ethtool -k`` prints them."""
@@ -153,10 +151,8 @@ def check_features(value: Any) -> dict[str, bool]:
     if len(value) > MAX_FEATURES:
         raise ValueError(f"must have at most {MAX_FEATURES} features, got {len(value)}")
     for name, on in value.items():
-        if not _FEATURE.match(name):
-            raise problems.problem(
-                [name], "must be a feature name as `ethtool -k` shows it, like tx-checksumming"
-            )
+        if why := ethtoolnames.check_feature_name(name):
+            raise problems.problem([name], why)
         if type(on) is not bool:
             raise problems.problem([name], f"must be true or false, got {problems.show(on)}")
     return dict(value)

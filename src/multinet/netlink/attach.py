@@ -21,12 +21,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from multinet import plans
 from multinet.errors import AttachError
-from multinet.netlink import hoststate, netns, restore, steps
-from multinet.netlink.rtnl import Link, Rtnl, RtnlError
+from multinet.netlink import codec, ethtool, hoststate, netns, restore, steps, sysctls
+from multinet.netlink.rtnl import Link, Request, Rtnl, RtnlError, Rule
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
@@ -100,7 +101,9 @@ def _host_device(
             )
         )
         inside = _lookup(pod, plan.pod_ifname)
-        _configure_inside(pod, inside.index, plan, mac=plan.mac)
+        # Offloads stay with the device wherever it goes: what they were goes home with it.
+        before = before.model_copy(update={"features": _features_now(plan, pod_fd)})
+        _configure_inside(pod, pod_fd, inside.index, plan, mac=plan.mac)
     except Exception as exc:
         undo = restore.bring_home(rt, host_fd, pod, plan, before)  # the steps of a detach
         raise AttachError(_failure(subject, exc, undo)) from exc
@@ -117,7 +120,12 @@ def _macvlan(
     try:
         rt.do(
             rt.new_macvlan(
-                parent.index, name=plan.pod_ifname, netns_fd=pod_fd, mac=plan.mac, mtu=plan.mtu
+                parent.index,
+                name=plan.pod_ifname,
+                netns_fd=pod_fd,
+                mac=plan.mac,
+                mtu=plan.mtu,
+                mode=plan.macvlan_mode,
             )
         )
     except RtnlError as exc:  # nothing was created
@@ -125,7 +133,7 @@ def _macvlan(
     child: Link | None = None
     try:
         child = _lookup(pod, plan.pod_ifname)
-        _configure_inside(pod, child.index, plan, mac=None)
+        _configure_inside(pod, pod_fd, child.index, plan, mac=None)
     except Exception as exc:
         undo: list[str] = []
         try:
@@ -146,12 +154,29 @@ def _lookup(pod: Rtnl, name: str) -> Link:
     return link
 
 
-def _configure_inside(pod: Rtnl, index: int, plan: plans.AttachPlan, *, mac: str | None) -> None:
-    """MAC and up first (the kernel sets the address before the flag), then addresses, then
-    routes (a gateway must be reachable through an address, and the link must be up)."""
+def _features_now(plan: plans.AttachPlan, pod_fd: int) -> tuple[tuple[str, bool], ...]:
+    """The changeable offloads of the NIC before the plan sets some (none when it sets none)."""
+    if not plan.features:
+        return ()
+    now = ethtool.features(pod_fd, plan.pod_ifname)
+    return tuple((name, f.active) for name, f in sorted(now.items()) if f.changeable)
+
+
+def _configure_inside(
+    pod: Rtnl, pod_fd: int, index: int, plan: plans.AttachPlan, *, mac: str | None
+) -> None:
+    """Sysctls and offloads while the link is still down (accept_ra, arp_ignore... act on the
+    way up), then in one batch: MAC and up (the kernel sets the address before the flag),
+    addresses, neighbours, routes (a gateway must be reachable through an address, and the link
+    must be up), rules, and last the pod's default route."""
+    if plan.sysctls:
+        sysctls.apply(pod_fd, [(s.path, s.value) for s in plan.sysctls])
+    if plan.features:
+        ethtool.set_features(pod_fd, plan.pod_ifname, dict(plan.features))
     reqs = [pod.set_link(index, mac=mac, up=True, op=f"set {plan.pod_ifname} MAC and up")]
     # NODAD: the pod's IPv6 addresses are usable at once instead of after duplicate detection.
     reqs += [pod.add_address(index, cidr, nodad=True) for cidr in plan.addresses]
+    reqs += [pod.add_neighbor(index, n.address, n.mac) for n in plan.neighbors]
     reqs += [
         pod.add_route(
             index,
@@ -160,12 +185,42 @@ def _configure_inside(pod: Rtnl, index: int, plan: plans.AttachPlan, *, mac: str
             metric=r.metric,
             protocol=r.protocol,
             source=r.source,
+            table=r.table if r.table is not None else codec.RT_TABLE_MAIN,
+            scope=r.scope,
+            onlink=r.onlink,
         )
         for r in plan.routes
     ]
+    reqs += [pod.add_rule(_rule(r)) for r in plan.rules]
+    reqs += default_route_requests(pod, index, plan.default_gateways)
     for err in pod.batch(reqs):
         if err is not None:
             raise err
+
+
+def _rule(rule: plans.Rule) -> Rule:
+    return Rule(
+        priority=rule.priority,
+        table=rule.table,
+        src=rule.source,
+        dst=rule.destination,
+        iif=rule.iif,
+        oif=rule.oif,
+    )
+
+
+def default_route_requests(pod: Rtnl, index: int, gateways: Sequence[str]) -> list[Request]:
+    """Make each gateway the pod's default route of its family: it takes the place of the
+    first default route the cluster network set (same metric, so the kernel replaces it), and
+    any other default of that family goes, so the primary network keeps only its subnet route."""
+    reqs: list[Request] = []
+    for gateway in gateways:
+        family = codec.family(gateway)
+        current = pod.default_routes(family)
+        metric = current[0].route.metric if current else None
+        reqs += [pod.del_route(d.oif or 0, d.route) for d in current[1:]]
+        reqs.append(pod.replace_default_route(family, index, gateway, metric=metric))
+    return reqs
 
 
 def _failure(subject: str, exc: BaseException, undo: list[str]) -> str:

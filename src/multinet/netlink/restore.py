@@ -16,7 +16,8 @@ as `mtu`, and multipath routes with a path through it, weights included). What t
 itself (link-local from the MAC, SLAAC and privacy addresses, routes for addresses, from router
 advertisements or redirects) it makes again. Not restored: address lifetimes (addresses come back
 permanent), peer addresses, IPv4 routes with an IPv6 gateway (RTA_VIA), routes using nexthop
-objects (`ip nexthop`), bridge port options and VLANs, per-interface sysctls, qdiscs.
+objects (`ip nexthop`), bridge port options and VLANs, per-interface sysctls, qdiscs. Ethtool
+features a plan changed come back as they were.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import ipaddress
 
 from multinet import plans
 from multinet.errors import RestoreError
-from multinet.netlink import codec, hoststate, netns, steps
+from multinet.netlink import codec, ethtool, hoststate, netns, steps
 from multinet.netlink.rtnl import Address, Link, NextHop, Request, RouteEntry, Rtnl, RtnlError
 
 # Errors that mean "already as wanted" for an add or a delete.
@@ -158,7 +159,22 @@ def ensure_host_state(rt: Rtnl, link: Link, state: plans.HostState) -> list[str]
             for r in missing
         ]
         problems += _failures(rt.batch(reqs))
-    return problems
+    return problems + _restore_features(link, state)
+
+
+def _restore_features(link: Link, state: plans.HostState) -> list[str]:
+    """Put back the offloads a plan changed: they travel with the device."""
+    if not state.features:
+        return []
+    _, host_fd = netns.host()
+    try:
+        now = ethtool.features(host_fd, link.name)
+        differ = {n: on for n, on in state.features if n in now and now[n].active != on}
+        if differ:
+            ethtool.set_features(host_fd, link.name, differ)
+    except OSError as exc:
+        return [f"restoring ethtool features of {link.name}: {exc}"]
+    return []
 
 
 def detach(plan: plans.AttachPlan, netns_path: str, *, host: plans.HostState | None = None) -> None:

@@ -231,15 +231,23 @@ class Rtnl:
         return Request(op or f"set link {index}", c.RTM_NEWLINK, _NLM_F_ACK, body)
 
     def new_macvlan(
-        self, parent: int, *, name: str, netns_fd: int, mac: str | None, mtu: int | None
+        self,
+        parent: int,
+        *,
+        name: str,
+        netns_fd: int,
+        mac: str | None,
+        mtu: int | None,
+        mode: str = "bridge",
     ) -> Request:
-        """Create a bridge-mode macvlan child of `parent` directly inside another namespace."""
+        """Create a macvlan child of `parent` directly inside another namespace; `mode` is
+        bridge, private, vepa or passthru (the kernel refuses a second passthru child)."""
         body = c.ifinfo() + c.attr(c.IFLA_IFNAME, c.string(name))
         body += c.attr(c.IFLA_LINK, c.u32(parent)) + c.attr(c.IFLA_NET_NS_FD, c.u32(netns_fd))
         body += c.nested(
             c.IFLA_LINKINFO,
             c.attr(c.IFLA_INFO_KIND, c.string("macvlan")),
-            c.nested(c.IFLA_INFO_DATA, c.attr(c.IFLA_MACVLAN_MODE, c.u32(c.MACVLAN_MODE_BRIDGE))),
+            c.nested(c.IFLA_INFO_DATA, c.attr(c.IFLA_MACVLAN_MODE, c.u32(c.MACVLAN_MODES[mode]))),
         )
         if mac is not None:
             body += c.attr(c.IFLA_ADDRESS, c.mac(mac))
