@@ -152,6 +152,20 @@ AGENT: tuple[Flag, ...] = (
         "directory of the checkpoint",
     ),
     Flag(
+        "cni-bin-dirs",
+        "MULTINET_CNI_BIN_DIRS",
+        "/opt/cni/bin:/usr/lib/cni",
+        "':'-separated directories of the node's CNI plugins (PodNetworks of mode cni)",
+    ),
+    Flag(
+        "cni-timeout",
+        "MULTINET_CNI_TIMEOUT",
+        "1.5",
+        "seconds one CNI command (the whole chain) may take; ADD runs inside the runtime's "
+        "~2 s NRI deadline",
+        type=float,
+    ),
+    Flag(
         "nri-socket",
         "MULTINET_NRI_SOCKET",
         "/var/run/nri/nri.sock",

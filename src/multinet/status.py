@@ -51,7 +51,7 @@ def device_status(outcome: DeviceOutcome) -> dict[str, Any]:
         "pool": plan.pool,
         "device": plan.device,
         "conditions": [_condition(outcome)],
-        "data": {"podNetwork": plan.network},
+        "data": {"podNetwork": plan.network, **applied(plan)},
     }
     if plan.share_id:
         entry["shareID"] = plan.share_id
@@ -63,6 +63,29 @@ def device_status(outcome: DeviceOutcome) -> dict[str, Any]:
             network_data["hardwareAddress"] = outcome.mac
         entry["networkData"] = network_data
     return entry
+
+
+def applied(plan: AttachPlan) -> dict[str, Any]:
+    """What the plan set beyond addresses, as the claim's ``status.devices[].data`` shows it
+    (only what is set): routes, rules, neighbours, sysctls, ethtool features, default route."""
+    out: dict[str, Any] = {}
+    if plan.routes:
+        out["routes"] = [
+            r.model_dump(exclude_none=True, exclude_defaults=True) for r in plan.routes
+        ]
+    if plan.rules:
+        out["rules"] = [r.model_dump(exclude_none=True) for r in plan.rules]
+    if plan.neighbors:
+        out["neighbors"] = [n.model_dump() for n in plan.neighbors]
+    if plan.sysctls:
+        out["sysctls"] = {s.key: s.value for s in plan.sysctls}
+    if plan.features:
+        out["ethtool"] = {"features": dict(plan.features)}
+    if plan.default_route:
+        out["defaultRoute"] = list(plan.default_gateways) or True
+    if plan.mode == "macvlan":
+        out["macvlanMode"] = plan.macvlan_mode
+    return out
 
 
 def claim_status_apply(claim: ClaimRef, outcomes: list[DeviceOutcome]) -> dict[str, Any]:

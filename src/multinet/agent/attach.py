@@ -193,12 +193,30 @@ class Attacher:
                     extra={"pod": pod.ref, "podUID": pod.uid},
                 )
 
+    async def _check(self, live: dict[str, PodInfo]) -> None:
+        """CHECK the attachments of running pods whose mode can say (CNI chains): a broken one
+        turns its claim's Ready condition False, and the error is logged."""
+        for key, att in list(self._store.state.attachments.items()):
+            plan = self._store.plan(key)
+            pod = live.get(att.pod_uid)
+            if plan is None or pod is None or att.phase != "attached" or plan.mode != "cni":
+                continue
+            try:
+                await self._mover.check(plan)
+            except AttachError as exc:
+                log.error("check failed: %s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
+                outcome = DeviceOutcome(
+                    plan=plan, ready=False, reason="CheckFailed", message=str(exc)
+                )
+                self._reporter.report(pod, [outcome])
+
     async def synchronize(self, pods: Iterable[PodInfo]) -> None:
         """After a (re)connect, once the releaser has dealt with pods that went away.
 
         - attachments left "attaching" by a crash: roll back, then attach again.
         - attachments of running pods: pin their netns again (a restarted agent holds none).
         - pods with plans but no attachment (the agent was down when they started): attach now.
+        - CNI attachments of running pods: CHECK.
         """
         live = {p.uid: p for p in pods}
         self._pins.prune(self._store.state.attachments)  # pins of attachments never recorded
@@ -213,6 +231,7 @@ class Attacher:
                 self._pins.unpin(key)
             else:
                 self._pins.pin(key, att.netns)
+        await self._check(live)
         for pod in live.values():
             # A stopped sandbox is still listed, its netns already gone: nothing to attach to.
             if pod.netns and not netns_gone(pod.netns) and self._store.state.plans_for_pod(pod.uid):

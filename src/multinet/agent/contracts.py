@@ -54,6 +54,10 @@ class InterfaceMover(Protocol):
         """The pod's netns is gone: restore what came back, return what happened (for logs)."""
         ...
 
+    async def check(self, plan: AttachPlan) -> None:
+        """Is the attachment still as attached? AttachError when not (CNI CHECK)."""
+        ...
+
 
 class StateStore(Protocol):
     @property

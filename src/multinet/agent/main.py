@@ -26,6 +26,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from multinet.agent.attach import Attacher
 from multinet.agent.contracts import EventSink
+from multinet.agent.movers import ModeMover
 from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
 from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
@@ -34,6 +35,7 @@ from multinet.agent.release import Releaser, host_devices_in_pods
 from multinet.agent.report import StatusReporter
 from multinet.agent.settings import AgentSettings, settings_from_args
 from multinet.checkpoint import Checkpoint, Quarantined
+from multinet.cni.mover import CniMover
 from multinet.devices.facts import from_facts
 from multinet.devices.model import Link
 from multinet.errors import MultinetError
@@ -108,7 +110,7 @@ def _wire(
     settings: AgentSettings,
     api: ApiClient,
     checkpoint: Checkpoint,
-    mover: NetlinkMover,
+    mover: ModeMover,
     inventory: Inventory,
     pins: NetnsPins,
     releaser: Releaser,
@@ -212,7 +214,14 @@ async def _run(
 async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
     checkpoint = Checkpoint.open(settings.state_dir)
     api = await api_client(settings.kubeconfig)
-    mover = NetlinkMover()
+    mover = ModeMover(
+        NetlinkMover(),
+        CniMover(
+            cache_dir=settings.state_dir / "cni",
+            bin_dirs=settings.cni_bin_dirs,
+            timeout=settings.cni_timeout,
+        ),
+    )
     inventory = Inventory(
         debounce_seconds=settings.debounce_seconds, resync_seconds=settings.resync_seconds
     )

@@ -27,6 +27,9 @@ class AgentSettings:
     debounce_seconds: float = 0.2
     #: Safety net: a full inventory re-read this often, in seconds, though events drive everything.
     resync_seconds: float = 300.0
+    #: Where `mode: cni` networks find their plugins, and how long one chain may take.
+    cni_bin_dirs: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
+    cni_timeout: float = 1.5
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
@@ -40,4 +43,6 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         nri_plugin_index=args.nri_plugin_index,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
+        cni_bin_dirs=tuple(d for d in args.cni_bin_dirs.split(":") if d),
+        cni_timeout=args.cni_timeout,
     )

@@ -67,6 +67,9 @@ class NetlinkMover:
             result: restore.Recovery = await self._run(fn, plan)
             return result
 
+    async def check(self, plan: plans.AttachPlan) -> None:
+        """Nothing to check: a moved NIC or a macvlan child is watched by the inventory."""
+
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
