@@ -13,8 +13,8 @@ import json
 import pytest
 from netfixtures import Lab, lab, link_view, sh
 
-from multinet.errors import AttachError
-from multinet.netlink import hoststate, netns
+from multinet.errors import AttachError, ConfigError
+from multinet.netlink import hoststate, netns, plancheck
 from multinet.netlink.attach import attach
 from multinet.netlink.restore import detach
 from multinet.plans import AttachPlan, ClaimRef, HostState, Neighbor, Route, Rule, Sysctl
@@ -150,3 +150,21 @@ def test_a_fixed_offload_fails_the_attach_with_the_feature_named(net: Lab) -> No
         attach(policy_plan(nic, features=(("rx-lro", True),)), net.netns_path(ns))
     assert link_view(nic) == before
     assert features_of(nic) == before_features
+
+
+def test_prepare_checks_sysctls_and_offloads_against_this_nodes_kernel(net: Lab) -> None:
+    nic = net.new_nic()
+    plancheck.check(policy_plan(nic))  # every key and feature of the plan exists here
+    bad = policy_plan(
+        nic,
+        sysctls=(Sysctl(path=("net", "ipv4", "conf", "net1", "arp_ignor"), value="1"),),
+        features=(("tx-checksuming", False), ("rx-lro", True)),
+    )
+    with pytest.raises(ConfigError) as info:
+        plancheck.check(bad)
+    assert info.value.errors == [
+        "sysctls[net.ipv4.conf.net1.arp_ignor]: no such sysctl in this node's kernel",
+        "ethtool.features.tx-checksuming: not a feature this node's kernel knows "
+        "(did you mean tx-checksumming?)",
+        f"ethtool.features.rx-lro: fixed off on {nic}; it cannot be changed",
+    ]

@@ -54,6 +54,7 @@ from multinet.kubelet.device_health import (
     stream_not_opened,
 )
 from multinet.kubelet.server import KubeletPlugin
+from multinet.netlink import plancheck
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.netlink.inventory import Inventory
@@ -152,6 +153,7 @@ def _wire(
         read_host=read_host_state,
         reclaim=releaser.reclaim_orphans,
         returner=releaser,
+        check_plan=lambda plan: asyncio.to_thread(plancheck.check, plan),
     )
     kubelet = KubeletPlugin(
         preparer=preparer,
