@@ -83,8 +83,6 @@ def applied(plan: AttachPlan) -> dict[str, Any]:
         out["ethtool"] = {"features": dict(plan.features)}
     if plan.default_route:
         out["defaultRoute"] = list(plan.default_gateways) or True
-    if plan.mode == "macvlan":
-        out["macvlanMode"] = plan.macvlan_mode
     return out
 
 
