@@ -1,4 +1,4 @@
-"""The `multinet` command: `controller`, `node-agent`, `version`.
+"""The `multinet` command: `controller`, `node-agent`, `convert-nad`, `version`.
 
 Every flag has an environment variable (shown in --help) so manifests can configure the
 processes without rewriting their command lines; the flags are declared in `multinet.settings`.
@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from multinet import __version__
 from multinet.logs import setup_logging
@@ -40,8 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(agent, PROGRAMS["node-agent"])
 
+    from multinet import convert
+
+    convert_nad = sub.add_parser(
+        "convert-nad",
+        help="migrate from Multus: NetworkAttachmentDefinitions -> PodNetworks and claims",
+        description=convert.HELP_DESCRIPTION,
+        epilog=convert.HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert_nad.add_argument(
+        "file", metavar="FILE|-", help="YAML or JSON documents to convert; - reads stdin"
+    )
+
     sub.add_parser("version", help="print the version and exit")
     return parser
+
+
+def convert_nad(path: str) -> int:
+    """`multinet convert-nad FILE|-`: the I/O around `multinet.convert`."""
+    from multinet import convert
+
+    prog = "multinet convert-nad"
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{prog}: error: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = convert.convert(text, source="stdin" if path == "-" else path)
+    except convert.ConvertError as exc:
+        for error in exc.errors:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
+    for note in result.notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    sys.stdout.write(convert.render(result))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"multinet {__version__}")
         return 0
+    if args.command == "convert-nad":
+        return convert_nad(args.file)
     setup_logging(level=args.log_level, fmt=args.log_format)
     log = logging.getLogger("multinet")
     try:
