@@ -194,6 +194,7 @@ def _cni(eff: EffectiveConfig, claim: ClaimRef, pod: PodRef | None) -> CniPlan |
     config = eff.network.cni.config
     return CniPlan(
         config=json.loads(config) if isinstance(config, str) else config,
+        takes_device=eff.network.cni.takes_device,
         ips=tuple(str(a) for a in eff.addresses),
         pod_name=pod.name if pod is not None else "",
         pod_namespace=claim.namespace,

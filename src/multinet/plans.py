@@ -80,6 +80,9 @@ class CniPlan(_Frozen):
     ips: tuple[str, ...] = ()  # static addresses for plugins with the `ips` capability
     pod_name: str = ""  # CNI_ARGS K8S_POD_NAME/NAMESPACE, as Multus passes them
     pod_namespace: str = ""
+    # The chain's first plugin moves the NIC itself (host-device): its host state is recorded
+    # before ADD and restored after DEL, as in host-device mode.
+    takes_device: bool = False
 
 
 class HostAddress(_Frozen):

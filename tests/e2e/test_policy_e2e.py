@@ -33,6 +33,8 @@ from support import (
     wait_running,
 )
 
+from multinet.api import names
+
 pytestmark = [pytest.mark.cluster, pytest.mark.root]
 
 DUAL_STACK = {
@@ -101,7 +103,7 @@ def offloads(ifname: str) -> str:
 
 
 def test_the_pod_gets_tables_rules_neighbours_sysctls_offloads_both_families_and_its_default(
-    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+    multinet: Cluster, make_nic: Any, e2e_namespace: str, network_cleanup: list[str]
 ) -> None:
     nic = make_nic(prefix="e2p")
     before, before_offloads = host_link(nic.name), offloads(nic.name)
@@ -164,7 +166,7 @@ def test_the_pod_gets_tables_rules_neighbours_sysctls_offloads_both_families_and
 
 
 def test_bad_policy_values_are_refused_with_the_field_named(
-    multinet: Cluster, e2e_namespace: str, make_nic: Any, network_cleanup: list[str]
+    multinet: Cluster, make_nic: Any, e2e_namespace: str, network_cleanup: list[str]
 ) -> None:
     bad = f"e2p-bad-{secrets.token_hex(3)}"
     apply(
@@ -237,8 +239,8 @@ def bridge_name() -> Any:
 
 def test_a_cni_chain_connects_two_pods_and_is_deleted_after_an_agent_sigkill(
     multinet: Cluster,
-    e2e_namespace: str,
     make_nic: Any,
+    e2e_namespace: str,
     network_cleanup: list[str],
     bridge_name: str,
 ) -> None:
@@ -317,3 +319,131 @@ def test_a_cni_chain_connects_two_pods_and_is_deleted_after_an_agent_sigkill(
     assert leases(cni_name) == set()  # host-local released both addresses
     cache = deployment.agent_state_dir(multinet) / "cni"
     assert not list(cache.glob("*.json")), "the CNI cache records are gone after DEL"
+
+
+def test_a_host_device_cni_chain_takes_the_nic_and_gives_it_back_exact(
+    multinet: Cluster, make_nic: Any, e2e_namespace: str, network_cleanup: list[str]
+) -> None:
+    nic = make_nic(prefix="e2h", addresses=("198.51.100.61/24",), mtu=1450)
+    subprocess.run(
+        ["ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", nic.name],
+        check=True,
+    )
+    before = host_link(nic.name)
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "e2e-hostdev",
+        "type": "host-device",
+        "ipam": {"type": "static", "addresses": [{"address": "203.0.113.70/24"}]},
+    }
+    net = _network(
+        multinet,
+        network_cleanup,
+        interfaces={"names": [nic.name]},
+        interfaceName="data0",
+        mode="cni",
+        cni={"config": json.dumps(config)},  # as a NetworkAttachmentDefinition holds it
+    )
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+    shown = multinet.kubectl(
+        "exec", "-n", e2e_namespace, "app", "--", "ip", "addr", "show", "data0"
+    )
+    assert "203.0.113.70/24" in shown.stdout
+    assert host_link(nic.name) is None  # the chain moved the NIC itself
+    status = device_status(multinet, e2e_namespace, "nic")
+    assert status["networkData"]["ips"] == ["203.0.113.70/24"]
+    # While in the pod the NIC stays published, so its allocation stays valid.
+    slices = json.loads(multinet.kubectl("get", "resourceslices", "-o", "json").stdout)
+    names = {d["name"] for s in slices["items"] for d in s["spec"].get("devices", [])}
+    assert status["device"] in names
+
+    delete_pod(multinet, e2e_namespace, "app")
+    after = wait_for(lambda: host_link(nic.name), timeout=30, what=f"{nic.name} back on the host")
+    assert after == before
+
+
+def test_macvlan_mode_capacity_and_a_stable_mac(
+    multinet: Cluster, make_nic: Any, e2e_namespace: str, network_cleanup: list[str]
+) -> None:
+    parent = make_nic(prefix="e2v")
+    before = host_link(parent.name)
+    net = _network(
+        multinet,
+        network_cleanup,
+        interfaces={"names": [parent.name]},
+        mode="macvlan",
+        macvlanMode="private",
+        interfacesPerParent=2,
+        stableMac=True,
+        interfaceName="net1",
+        ipam={"type": "pool", "subnet": "198.51.100.0/28"},
+    )
+
+    def published() -> list[dict[str, Any]] | None:
+        slices = json.loads(multinet.kubectl("get", "resourceslices", "-o", "json").stdout)
+        found = [
+            d
+            for s in slices["items"]
+            for d in s["spec"].get("devices", [])
+            if d.get("attributes", {}).get(names.ATTRIBUTE, {}).get("string") == net
+        ]
+        return found or None
+
+    devices = wait_for(published, timeout=30, what=f"devices of {net} published")
+    # Either one shared device with capacity 2, or 2 slot devices: the cluster decides the form.
+    capacity = [
+        d["capacity"]["multinet.dev/interfaces"]["value"] for d in devices if "capacity" in d
+    ]
+    assert capacity == ["2"] or len(devices) == 2, devices
+
+    apply(multinet, claim(e2e_namespace, "nic", net), pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+    netns = pod_netns(multinet, e2e_namespace, "app")
+    (link,) = json.loads(in_pod(netns, "ip", "-d", "-j", "link", "show", "net1"))
+    assert link["linkinfo"]["info_data"]["mode"] == "private"
+    first_mac = link["address"]
+    assert int(first_mac[:2], 16) & 0x02  # locally administered
+    delete_pod(multinet, e2e_namespace, "app")
+
+    # The same pod name again: the same MAC.
+    apply(multinet, pod(e2e_namespace, "app", "nic"))
+    wait_running(multinet, e2e_namespace, "app")
+    (again,) = json.loads(
+        in_pod(pod_netns(multinet, e2e_namespace, "app"), "ip", "-j", "link", "show", "net1")
+    )
+    assert again["address"] == first_mac
+    delete_pod(multinet, e2e_namespace, "app")
+    assert host_link(parent.name) == before
+
+
+def test_only_one_claim_of_a_pod_may_take_its_default_route(
+    multinet: Cluster, make_nic: Any, e2e_namespace: str, network_cleanup: list[str]
+) -> None:
+    nets = []
+    for prefix, subnet in (("e2x", "198.51.100"), ("e2y", "203.0.113")):
+        nic = make_nic(prefix=prefix)
+        nets.append(
+            _network(
+                multinet,
+                network_cleanup,
+                interfaces={"names": [nic.name]},
+                ipam={"type": "pool", "subnet": f"{subnet}.0/24", "gateway": f"{subnet}.1"},
+                defaultRoute=True,
+            )
+        )
+    body = pod(e2e_namespace, "app", None)
+    body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "a"}, {"name": "b"}]}
+    body["spec"]["resourceClaims"] = [
+        {"name": "a", "resourceClaimName": "nic-a"},
+        {"name": "b", "resourceClaimName": "nic-b"},
+    ]
+    apply(
+        multinet,
+        claim(e2e_namespace, "nic-a", nets[0]),
+        claim(e2e_namespace, "nic-b", nets[1]),
+        body,
+    )
+    event = pod_event(multinet, e2e_namespace, "app", "defaultRoute")
+    assert "at most one claim request of a pod may set defaultRoute" in event
+    assert get(multinet, "pod", "app", e2e_namespace)["status"]["phase"] == "Pending"

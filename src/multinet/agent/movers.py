@@ -42,7 +42,7 @@ class ModeMover:
         if plan.mode != "cni":
             return await self._netlink.recover(plan, attachment)
         async with self._locks[plan.key]:
-            done = await self._cni.recover(plan)
+            done = await self._cni.recover(plan, attachment.host)
         self._forget(plan.key)
         return done
 

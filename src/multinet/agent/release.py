@@ -39,11 +39,13 @@ RETRY_MAX_SECONDS = 60.0
 
 
 def host_devices_in_pods(store: StateStore) -> Iterator[tuple[AttachPlan, Attachment]]:
-    """Host-device NICs currently inside pods, with their attachments (a macvlan parent never
-    leaves the host)."""
+    """Host NICs currently inside pods, with their attachments: host-device plans and CNI
+    chains that move the NIC itself (a macvlan parent never leaves the host)."""
     for key, attachment in store.state.attachments.items():
         plan = store.plan(key)
-        if plan is not None and plan.mode == "host-device":
+        if plan is not None and (
+            plan.mode == "host-device" or (plan.cni is not None and plan.cni.takes_device)
+        ):
             yield plan, attachment
 
 

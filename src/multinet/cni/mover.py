@@ -27,7 +27,7 @@ from multinet.cni.invocation import PodRef, RuntimeArgs
 from multinet.cni.result import Outcome
 from multinet.errors import AttachError, RestoreError
 from multinet.netlink import attach as attaching
-from multinet.netlink import netns
+from multinet.netlink import hoststate, netns, restore
 
 #: Where the node's CNI plugins usually are: the upstream tarball's and Debian's directories.
 DEFAULT_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
@@ -69,6 +69,7 @@ class CniMover:
         """Raises CniError (an AttachError) with nothing left behind."""
         spec = _spec(plan)
         subject = f"claim {plan.claim} device {plan.device}"
+        host = await hoststate.read_host_state(plan.host_ifname) if spec.takes_device else None
         _, outcome = await runner.add(
             parse_chain(spec.config, name=plan.network),
             key=plan.key,
@@ -85,25 +86,35 @@ class CniMover:
         try:
             index = await asyncio.to_thread(_finish_inside, plan, netns_path, outcome)
         except (OSError, ValueError) as exc:
-            await self.detach(plan, netns_path, None)
+            await self.detach(plan, netns_path, host)
             raise AttachError(f"{subject}: after the CNI chain: {exc}") from exc
-        return CniAttachResult(index, plan.pod_ifname, outcome.mac, outcome.ips)
+        return CniAttachResult(index, plan.pod_ifname, outcome.mac, outcome.ips, host=host)
 
-    async def detach(self, plan: plans.AttachPlan, netns_path: str, host: object) -> None:
-        """DEL from the cache record; raises RestoreError naming the plugin that failed."""
+    async def detach(
+        self, plan: plans.AttachPlan, netns_path: str, host: plans.HostState | None
+    ) -> None:
+        """DEL from the cache record, then (a chain that took the NIC) the NIC restored to its
+        recorded host state. RestoreError names the plugin or what could not be restored."""
+        subject = f"claim {plan.claim} device {plan.device}"
         try:
             await runner.delete(
                 key=plan.key,
                 cache_dir=self._cache_dir,
                 bin_dirs=self._bin_dirs,
                 timeout=self._timeout,
+                netns_now=netns_path or None,  # the agent's pin outlives the runtime's path
             )
         except CniError as exc:
-            raise RestoreError(f"claim {plan.claim} device {plan.device}: {exc}") from exc
+            raise RestoreError(f"{subject}: {exc}") from exc
+        if host is not None and plan.cni is not None and plan.cni.takes_device:
+            problems = await asyncio.to_thread(_restore_host, plan, host)
+            if problems:
+                raise RestoreError(f"{subject}: restoring {host.ifname}: " + "; ".join(problems))
 
-    async def recover(self, plan: plans.AttachPlan) -> str:
-        """The namespace is gone: DEL lets the plugins release what they keep outside it."""
-        await self.detach(plan, "", None)
+    async def recover(self, plan: plans.AttachPlan, host: plans.HostState | None) -> str:
+        """The namespace is gone: DEL lets the plugins release what they keep outside it (a
+        physical NIC the chain took fell back to the host: it is restored)."""
+        await self.detach(plan, "", host)
         return "cni-deleted"
 
     async def check(self, plan: plans.AttachPlan) -> None:
@@ -136,3 +147,14 @@ def _finish_inside(plan: plans.AttachPlan, netns_path: str, outcome: Outcome) ->
                 if err is not None:
                     raise err
         return link.index
+
+
+def _restore_host(plan: plans.AttachPlan, host: plans.HostState) -> list[str]:
+    """The NIC back in its recorded state after the chain's DEL gave it back (a CNI plugin
+    restores its name at most: addresses, routes, MTU and the rest are ours to put back)."""
+    rt, _ = netns.host()
+    try:
+        link, problems = restore.home_link(rt, host, plan)
+        return problems + restore.ensure_host_state(rt, link, host)
+    except (RestoreError, OSError) as exc:
+        return [str(exc)]

@@ -158,8 +158,12 @@ async def delete(
     device: str | None = None,
     pod: PodRef | None = None,
     runtime: RuntimeArgs | None = None,
+    netns_now: str | None = None,
 ) -> None:
     """Run DEL of every plugin, in reverse order, with the config and result ADD cached.
+
+    `netns_now`: where the pod's namespace is now, when the caller knows better than the record
+    (the runtime may already have removed its own path while a pin keeps the namespace).
 
     Only `key`, `cache_dir`, `bin_dirs` and `timeout` are needed when the record exists (it
     wins over any arguments). Without a record, the arguments describe the attachment (a DEL
@@ -184,8 +188,9 @@ async def delete(
             runtime=runtime or RuntimeArgs(),
         )
     run = _prepare(_cached_chain(record, path), record, bin_dirs, "DEL")
-    gone = not record.netns or not os.path.exists(record.netns)  # noqa: ASYNC240 (one stat)
-    present = "" if gone else record.netns
+    where = netns_now or record.netns
+    gone = not where or not os.path.exists(where)  # noqa: ASYNC240 (one stat)
+    present = "" if gone else where
     await _del_all(run, record.result, present, _Budget(timeout))
     await asyncio.to_thread(cache.remove, path)
 
