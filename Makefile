@@ -66,10 +66,11 @@ cluster-down: venv ## stop the local cluster and restore the machine
 demo: venv binaries ## the whole story on 2 sandbox nodes running multinet's image (KEEP=1 keeps the cluster)
 	$(PY) -m localcluster.demo $(if $(KEEP),--keep,)
 
-bench: venv binaries ## benchmarks: attach latency, pod start-up and churn figures
+bench: venv binaries ## benchmarks: attach latency, pod start-up, churn and CNI chain figures
 	$(PY) bench/attach_latency.py
 	$(PY) bench/pod_startup.py
 	$(PY) bench/churn.py
+	$(PY) bench/cni_chain.py
 
 chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults (long; MULTINET_CHAOS_SEED=N repeats an order)
 	MULTINET_CHAOS_CYCLES=$${MULTINET_CHAOS_CYCLES:-100} MULTINET_CHAOS_OUTAGE=$${MULTINET_CHAOS_OUTAGE:-30} \

@@ -9,9 +9,13 @@ so background load hits all of them alike:
   ours    multinet.netlink.attach.attach() called directly on this thread
   hook    the same through the asyncio mover (NetlinkMover.attach), as the NRI hook calls it
 
+  policy  (with --policy) ours with routing policy and tuning added to the plan: two sysctls
+          written before the link comes up, one ethtool feature, a permanent neighbour, a route
+          in table 100, a rule, and the pod's default route replaced
+
 Every run gets a new namespace (`ip netns add`, not timed); the NIC is restored with our detach
 between runs (not timed). Prints p50/p99 per path and the ratios to the floor.
-Usage: bench/attach_latency.py [--runs N] (needs root).
+Usage: bench/attach_latency.py [--runs N] [--policy] (needs root).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Callable
 
 from multinet.netlink import executor, netns, restore
 from multinet.netlink.attach import attach
-from multinet.plans import AttachPlan, ClaimRef, HostState, Route
+from multinet.plans import AttachPlan, ClaimRef, HostState, Neighbor, Route, Rule, Sysctl
 
 # -- the floor: raw netlink, struct-packed -----------------------------------------------------
 
@@ -115,6 +119,27 @@ def bench_plan(nic: str) -> AttachPlan:
     )
 
 
+def with_policy(plan: AttachPlan) -> AttachPlan:
+    """The bench plan plus the policy and tuning a claim may ask for."""
+    return plan.model_copy(
+        update={
+            "sysctls": (
+                Sysctl(path=("net", "ipv4", "conf", "net1", "arp_ignore"), value="1"),
+                Sysctl(path=("net", "ipv6", "conf", "net1", "accept_ra"), value="0"),
+            ),
+            "features": (("tx-checksumming", False),),
+            "neighbors": (Neighbor(address="10.77.0.9", mac="02:00:00:00:00:09"),),
+            "routes": (
+                *plan.routes,
+                Route(destination="10.79.0.0/16", gateway="10.77.0.1", table=100),
+            ),
+            "rules": (Rule(priority=100, source="10.77.0.0/24", table=100),),
+            "default_route": True,
+            "default_gateways": ("10.77.0.1",),
+        }
+    )
+
+
 def fresh_netns(made: list[str]) -> str:
     """A new named netns (its name appended to `made`), as its path."""
     name = f"mnb{secrets.token_hex(3)}"
@@ -165,6 +190,9 @@ def report(timings: dict[str, list[float]], runs: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--policy", action="store_true", help="also time a plan with routing policy and tuning"
+    )
     args = parser.parse_args()
     tag = secrets.token_hex(3)
     nic, peer = f"mnbn{tag}", f"mnbp{tag}"
@@ -200,6 +228,13 @@ def main() -> int:
             "ours": run,
             "hook": run_hook,
         }
+        policy = with_policy(plan)
+
+        def run_policy(path: str) -> None:
+            attach(policy, path)
+
+        if args.policy:
+            paths["policy"] = run_policy
         run(fresh_netns(made))  # warm-up; also records the host state used for every restore
         baseline = host_state
         restore.detach(plan, f"/var/run/netns/{made[-1]}", host=baseline)
