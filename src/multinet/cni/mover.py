@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from multinet import plans
@@ -28,21 +27,11 @@ from multinet.cni.result import Outcome
 from multinet.errors import AttachError, RestoreError
 from multinet.netlink import attach as attaching
 from multinet.netlink import hoststate, netns, restore
+from multinet.netlink.attach import AttachResult
 
 #: Where the node's CNI plugins usually are: the upstream tarball's and Debian's directories.
 DEFAULT_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 DEFAULT_TIMEOUT = 1.5  # seconds for a whole chain; the runtime's NRI deadline is ~2 s
-
-
-@dataclass(frozen=True, slots=True)
-class CniAttachResult:
-    """What the chain left in the pod (the agent's AttachOutcome)."""
-
-    ifindex: int
-    ifname: str
-    mac: str
-    addresses: tuple[str, ...]
-    host: plans.HostState | None = None
 
 
 def container_id(plan: plans.AttachPlan) -> str:
@@ -65,7 +54,7 @@ class CniMover:
         self._bin_dirs = bin_dirs
         self._timeout = timeout
 
-    async def attach(self, plan: plans.AttachPlan, netns_path: str) -> CniAttachResult:
+    async def attach(self, plan: plans.AttachPlan, netns_path: str) -> AttachResult:
         """Raises CniError (an AttachError) with nothing left behind."""
         spec = _spec(plan)
         subject = f"claim {plan.claim} device {plan.device}"
@@ -88,7 +77,7 @@ class CniMover:
         except (OSError, ValueError) as exc:
             await self.detach(plan, netns_path, host)
             raise AttachError(f"{subject}: after the CNI chain: {exc}") from exc
-        return CniAttachResult(index, plan.pod_ifname, outcome.mac, outcome.ips, host=host)
+        return AttachResult(index, plan.pod_ifname, outcome.mac, outcome.ips, host=host)
 
     async def detach(
         self, plan: plans.AttachPlan, netns_path: str, host: plans.HostState | None
