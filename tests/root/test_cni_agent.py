@@ -25,6 +25,7 @@ from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.release import Releaser
 from multinet.checkpoint import Checkpoint
 from multinet.cni.mover import CniMover
+from multinet.kube.events import EventType, ObjectRef
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state
 from multinet.plans import ClaimRef
@@ -43,9 +44,14 @@ class Reports:
         self.outcomes += outcomes
 
 
-class NoEvents:
-    def post(self, *_: object) -> None:
-        pass
+@dataclass
+class RecordedEvents:
+    """Collects what the agent would post as Events (an observer, not a fault)."""
+
+    posted: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def post(self, about: ObjectRef, type_: EventType, reason: str, message: str) -> None:
+        self.posted.append((f"{about.kind}/{about.name}", reason, message))
 
 
 @pytest.fixture
@@ -67,6 +73,7 @@ class Agent:
     attacher: Attacher
     releaser: Releaser
     reports: Reports
+    events: RecordedEvents
     mover: ModeMover
     pins: NetnsPins
     checkpoint: Checkpoint
@@ -97,7 +104,8 @@ async def agent(tmp_path: Path, net: Lab, bridge: str) -> AsyncIterator[Agent]:
     checkpoint = Checkpoint.open(tmp_path)
     mover = ModeMover(NetlinkMover(), CniMover(cache_dir=tmp_path / "cni"))
     pins = NetnsPins(tmp_path / "pins")
-    releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=NoEvents())
+    events = RecordedEvents()
+    releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
     preparer = ClaimPreparer(
         node_name="node-a",
         checkpoint=checkpoint,
@@ -107,8 +115,8 @@ async def agent(tmp_path: Path, net: Lab, bridge: str) -> AsyncIterator[Agent]:
         read_host=read_host_state,
     )
     reports = Reports()
-    attacher = Attacher(store=checkpoint, mover=mover, reporter=reports, pins=pins)
-    made = Agent(preparer, attacher, releaser, reports, mover, pins, checkpoint)
+    attacher = Attacher(store=checkpoint, mover=mover, reporter=reports, pins=pins, events=events)
+    made = Agent(preparer, attacher, releaser, reports, events, mover, pins, checkpoint)
     yield made
     await releaser.close()
     for key in list(checkpoint.state.attachments):
@@ -131,15 +139,16 @@ async def test_a_cni_claim_is_added_checked_and_deleted_by_the_agent(
     assert ready.ips and ready.ips[0].startswith("198.18.100.")
     assert (tmp_path / "leases").exists()
 
-    # The resync after an NRI reconnect CHECKs the chain: healthy, nothing reported.
+    # The resync after an NRI reconnect CHECKs the chain: healthy, nothing said.
     await agent.attacher.synchronize([pod])
-    assert len(agent.reports.outcomes) == 1
-    # Broken behind the agent's back: CHECK fails and the claim's Ready turns False.
+    assert agent.events.posted == [] and len(agent.reports.outcomes) == 1
+    # Broken behind the agent's back: CHECK fails, a Warning Event on the claim names the plugin.
     sh(f"ip -n {ns} link del net1")
     await agent.attacher.synchronize([pod])
-    broken = agent.reports.outcomes[-1]
-    assert not broken.ready and broken.reason == "CheckFailed"
-    assert "bridge" in broken.message
+    ((about, reason, message),) = agent.events.posted
+    assert (about, reason) == ("ResourceClaim/c1", "CNICheckFailed")
+    assert "CNI plugin 'bridge' CHECK failed" in message
+    assert len(agent.reports.outcomes) == 1  # the claim's Ready condition is left as it was
 
     await agent.releaser.stop_pod_sandbox(pod)
     assert not agent.checkpoint.state.attachments

@@ -23,6 +23,7 @@ from multinet import faults
 from multinet.agent import metrics
 from multinet.agent.contracts import (
     AttachOutcome,
+    EventSink,
     InterfaceMover,
     PodInfo,
     Reporter,
@@ -32,6 +33,7 @@ from multinet.agent.pins import NetnsPins, netns_gone
 from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
 from multinet.errors import AttachError
+from multinet.kube.events import NoEvents, claim_ref
 from multinet.plans import Attachment, AttachPlan
 from multinet.status import DeviceOutcome
 
@@ -68,6 +70,7 @@ class Attacher:
         reporter: Reporter,
         pins: NetnsPins,
         published: Callable[[str], Link | None] = _unknown,
+        events: EventSink | None = None,
     ) -> None:
         self._store = store
         self._pins = pins
@@ -77,6 +80,7 @@ class Attacher:
         # enough for the hook). Recorded with a host-device attachment so the device stays
         # advertised while it is in the pod, across agent restarts too.
         self._published = published
+        self._events = events or NoEvents()
 
     async def run_pod_sandbox(self, pod: PodInfo) -> None:
         plans = self._store.state.plans_for_pod(pod.uid)
@@ -194,8 +198,10 @@ class Attacher:
                 )
 
     async def _check(self, live: dict[str, PodInfo]) -> None:
-        """CHECK the attachments of running pods whose mode can say (CNI chains): a broken one
-        turns its claim's Ready condition False, and the error is logged."""
+        """CHECK the attachments of running pods whose mode can say (CNI chains). A failed CHECK
+        is a Warning Event on the claim, not a change of its Ready condition: several common
+        plugins' CHECK reports working attachments as broken (bridge once ports came and went,
+        anything before sbr, portmap before 1.3 on IPv4-only pods)."""
         for key, att in list(self._store.state.attachments.items()):
             plan = self._store.plan(key)
             pod = live.get(att.pod_uid)
@@ -204,11 +210,15 @@ class Attacher:
             try:
                 await self._mover.check(plan)
             except AttachError as exc:
-                log.error("check failed: %s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
-                outcome = DeviceOutcome(
-                    plan=plan, ready=False, reason="CheckFailed", message=str(exc)
+                log.warning("check failed: %s", exc, extra={"pod": pod.ref, "podUID": pod.uid})
+                self._events.post(
+                    claim_ref(plan.claim.namespace, plan.claim.name, plan.claim.uid),
+                    "Warning",
+                    "CNICheckFailed",
+                    f"device {plan.device} in pod {pod.ref}: {exc}; the interface stays as "
+                    "attached (set disableCheck in the CNI config when a plugin's CHECK is "
+                    "known to misreport)",
                 )
-                self._reporter.report(pod, [outcome])
 
     async def synchronize(self, pods: Iterable[PodInfo]) -> None:
         """After a (re)connect, once the releaser has dealt with pods that went away.
@@ -216,7 +226,7 @@ class Attacher:
         - attachments left "attaching" by a crash: roll back, then attach again.
         - attachments of running pods: pin their netns again (a restarted agent holds none).
         - pods with plans but no attachment (the agent was down when they started): attach now.
-        - CNI attachments of running pods: CHECK.
+        - CNI attachments of running pods: CHECK (a failure is a Warning Event on the claim).
         """
         live = {p.uid: p for p in pods}
         self._pins.prune(self._store.state.attachments)  # pins of attachments never recorded

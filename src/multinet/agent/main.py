@@ -115,6 +115,7 @@ def _wire(
     inventory: Inventory,
     pins: NetnsPins,
     releaser: Releaser,
+    events: EventSink,
 ) -> _Parts:
     """Construct (no I/O) everything between the inventory and kubelet/containerd."""
     networks = PodNetworkWatcher(api, node_name=settings.node_name)
@@ -133,6 +134,7 @@ def _wire(
             reporter=reporter,
             pins=pins,
             published=publish.link_of,
+            events=events,
         ),
         releaser=releaser,
     )
@@ -237,7 +239,7 @@ async def serve(settings: AgentSettings, stop: asyncio.Event) -> None:
         await inventory.start()
         pins = NetnsPins(settings.state_dir / "pins")
         releaser = Releaser(store=checkpoint, mover=mover, pins=pins, events=events)
-        parts = _wire(settings, api, checkpoint, mover, inventory, pins, releaser)
+        parts = _wire(settings, api, checkpoint, mover, inventory, pins, releaser, events)
         await _run(settings, parts, health, stop, tasks, events)
     finally:
         log.info("node agent stopping")
