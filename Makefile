@@ -68,6 +68,7 @@ demo: venv binaries ## the whole story on 2 sandbox nodes running multinet's ima
 
 bench: venv binaries ## benchmarks: attach latency, pod start-up, churn and CNI chain figures
 	$(PY) bench/attach_latency.py
+	$(PY) bench/nri_hook.py
 	$(PY) bench/pod_startup.py
 	$(PY) bench/churn.py
 	$(PY) bench/cni_chain.py
