@@ -1,6 +1,11 @@
 """multinet: multi-network for Kubernetes through Dynamic Resource Allocation."""
 
+from multinet import lazyimports
 from multinet.api.names import DRIVER
+
+# Before any multinet module imports kubernetes_asyncio: its package initialisers import ~860
+# modules (33 MB RSS) of which we use a handful; see multinet/lazyimports.py.
+lazyimports.install()
 
 __version__ = "0.1.0"
 

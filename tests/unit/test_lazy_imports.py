@@ -1,0 +1,89 @@
+"""multinet.lazyimports: kubernetes_asyncio's package initialisers, deferred name by name.
+
+Each check runs in a fresh interpreter: the point is what an import does to a new process, and
+pytest's own process may already hold the eagerly imported package.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from multinet.lazyimports import defer_submodule_imports
+
+# Every name each package exports (its __all__) resolved first, then everything dir() shows,
+# each described by where it is defined.
+_NAMES = """
+import importlib, json
+packages = [importlib.import_module(p) for p in ("kubernetes_asyncio",
+    "kubernetes_asyncio.client", "kubernetes_asyncio.client.api",
+    "kubernetes_asyncio.client.models")]
+for module in packages:
+    for name in module.__all__:
+        getattr(module, name)
+def where(value):
+    name = getattr(value, "__qualname__", getattr(value, "__name__", type(value).__name__))
+    return f"{getattr(value, '__module__', '')}:{name}"
+print(json.dumps({m.__name__: {n: where(getattr(m, n)) for n in dir(m) if n[:2] != "__"}
+                  for m in packages}))
+"""
+
+
+def _run(code: str) -> object:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout)
+
+
+def test_every_name_of_the_eager_packages_resolves_to_the_same_thing_lazily() -> None:
+    eager = _run(_NAMES)
+    lazy = _run("import multinet\n" + _NAMES)
+    assert lazy == eager
+
+
+def test_the_programs_import_no_model_or_api_they_do_not_use() -> None:
+    loaded = _run(
+        """
+        import json, sys
+        import multinet.cli, multinet.agent.main, multinet.controller.main
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("kubernetes_asyncio."))))
+        """
+    )
+    assert isinstance(loaded, list)
+    generated = ("kubernetes_asyncio.client.models.", "kubernetes_asyncio.client.api.")
+    assert [m for m in loaded if m.startswith(generated)] == []
+    assert "kubernetes_asyncio.watch" not in loaded
+
+
+def test_the_client_deserialises_into_models_it_imports_on_demand() -> None:
+    got = _run(
+        """
+        import json
+        import multinet
+        from kubernetes_asyncio.client import ApiClient
+        from kubernetes_asyncio.client.api_client import ApiClient as Direct
+        data = {"metadata": {"name": "c", "namespace": "n"},
+                "spec": {"devices": {"requests": []}}}
+        api = object.__new__(Direct)  # no configuration, no session: only deserialising
+        claim = ApiClient._ApiClient__deserialize(api, data, "ResourceV1ResourceClaim")
+        print(json.dumps([type(claim).__name__, type(claim.metadata).__name__,
+                          claim.metadata.name]))
+        """
+    )
+    assert got == ["ResourceV1ResourceClaim", "V1ObjectMeta", "c"]
+
+
+def test_imports_written_otherwise_leave_the_package_eager() -> None:
+    source = "from p.a import A\nfrom p.b import (\n    B,\n)\n"
+    assert defer_submodule_imports(source, "p") is None
+    assert defer_submodule_imports("from p.a import *\n", "p") is None
+
+
+def test_deferred_lines_become_blank_and_the_rest_stays() -> None:
+    source = 'x = 1\nfrom p.a import A\nimport p.b as b\nfrom q import C\n__all__ = ["A"]\n'
+    rest, deferred = defer_submodule_imports(source, "p") or ("", {})
+    assert rest == 'x = 1\n\n\nfrom q import C\n__all__ = ["A"]\n'
+    assert deferred == {"A": ("p.a", "A"), "b": ("p.b", None)}
