@@ -3,8 +3,8 @@
 from multinet import lazyimports
 from multinet.api.names import DRIVER
 
-# Before any multinet module imports kubernetes_asyncio: its package initialisers import ~860
-# modules (33 MB RSS) of which we use a handful; see multinet/lazyimports.py.
+# Before any multinet module imports kubernetes_asyncio or pyroute2: their package initialisers
+# import ~960 modules (40 MB RSS) of which we use a handful; see multinet/lazyimports.py.
 lazyimports.install()
 
 __version__ = "0.1.0"

@@ -1,12 +1,13 @@
-"""Lazy package initialisers for ``kubernetes_asyncio``: ~33 MB of RSS neither program needs.
+"""Lazy package initialisers for ``kubernetes_asyncio`` and ``pyroute2``: ~40 MB of RSS at start
+that neither program needs (``bench/agent_memory.py`` measures it).
 
-Why: ``kubernetes_asyncio/__init__.py`` imports ``client``, ``config``, ``dynamic``, ``stream``,
-``utils`` and ``watch``; ``client/__init__.py`` then imports every API class (65 modules) and
-every model (767 modules); ``client/models/__init__.py`` and ``client/api/__init__.py`` again.
-That is ~860 modules and 33 MB of RSS in both programs (``bench/agent_memory.py``), for the three
-API classes, ``ApiClient``, ``Configuration`` and the handful of models the product touches.
+kubernetes_asyncio, why: its ``__init__.py`` imports ``client``, ``config``, ``dynamic``,
+``stream``, ``utils`` and ``watch``; ``client/__init__.py`` then imports every API class (65
+modules) and every model (767 modules); ``client/models/__init__.py`` and ``client/api/__init__.py``
+again. That is ~860 modules and 33 MB of RSS in both programs, for the three API classes,
+``ApiClient``, ``Configuration`` and the handful of models the product touches.
 
-What: for those four package ``__init__`` files only, a meta path finder compiles the library's
+What: for those four package ``__init__`` files, a meta path finder compiles the library's
 own source with every ``from <package>.<sub> import Name`` / ``import <package>.<sub> as name``
 line turned into an entry of a PEP 562 module ``__getattr__``. The first access to a name imports
 the module the library's ``__init__`` would have imported it from and caches it on the package,
@@ -16,9 +17,19 @@ unchanged.
 imports the model it needs. An ``__init__`` this does not recognise (a star import, no source
 file) is loaded the normal way.
 
+pyroute2, why: the agent's inventory thread decodes messages with
+``pyroute2.netlink.rtnl.marshal.MarshalRtnl``, but ``pyroute2/__init__.py`` imports every
+public class of the library first (NDB and its sqlite3, IPDB, IPVS, nl80211, ...: ~100 modules,
+7 MB of RSS) and uses them all in its own body, so its names cannot be deferred one by one.
+What: the package's own ``__init__`` runs, unchanged, on the first access to a name the package
+does not have and that is not one of its submodules (``from pyroute2 import IPRoute``,
+``pyroute2.__version__``); importing a submodule, which is all the agent does, leaves it unrun.
+Its only other effect is a NullHandler on the "pyroute2" logger, which changes nothing once
+logging is configured (both programs configure the root logger first).
+
 Installed by ``multinet/__init__.py``, so it is in place before any multinet module imports
-``kubernetes_asyncio``; a process that imported the library before multinet keeps the eager
-package, which behaves the same.
+either library; a process that imported one before multinet keeps the eager package, which
+behaves the same.
 """
 
 from __future__ import annotations
@@ -28,10 +39,12 @@ import importlib.abc
 import importlib.machinery
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-_LAZY_PACKAGES = frozenset(
+# Packages whose initialiser's submodule imports are deferred name by name.
+_LAZY_NAMES = frozenset(
     {
         "kubernetes_asyncio",
         "kubernetes_asyncio.client",
@@ -39,6 +52,8 @@ _LAZY_PACKAGES = frozenset(
         "kubernetes_asyncio.client.models",
     }
 )
+# Packages whose initialiser runs whole, on the first access to a name it would define.
+_LAZY_INIT = frozenset({"pyroute2"})
 
 # name -> (module to import, attribute of it, or None for the module itself)
 _Deferred = dict[str, tuple[str, str | None]]
@@ -101,16 +116,44 @@ class _LazyInitLoader(importlib.machinery.SourceFileLoader):
         exec(compile(rest, self.path, "exec"), module.__dict__)
 
 
+class _DeferredInitLoader(importlib.machinery.SourceFileLoader):
+    def exec_module(self, module: ModuleType) -> None:
+        lock = threading.Lock()
+        run_init = super().exec_module
+
+        def ensure_init() -> None:
+            with lock:
+                if vars(module).get("__getattr__") is __getattr__:
+                    del module.__getattr__, module.__dir__
+                    run_init(module)
+
+        def __getattr__(name: str) -> object:
+            submodule = f"{module.__name__}.{name}"
+            if importlib.machinery.PathFinder.find_spec(submodule, module.__path__) is not None:
+                # `from package import submodule` asks first: let the import system load it.
+                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            ensure_init()
+            return getattr(module, name)
+
+        def __dir__() -> list[str]:
+            ensure_init()
+            return sorted(vars(module))
+
+        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+        module.__dir__ = __dir__  # type: ignore[method-assign]
+
+
 class _LazyInitFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _LAZY_PACKAGES:
+        if fullname not in _LAZY_NAMES | _LAZY_INIT:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
             return spec  # not a plain source package: the normal import
-        spec.loader = _LazyInitLoader(fullname, spec.origin or "")
+        lazy = _LazyInitLoader if fullname in _LAZY_NAMES else _DeferredInitLoader
+        spec.loader = lazy(fullname, spec.origin or "")
         return spec
 
 

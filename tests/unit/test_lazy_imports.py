@@ -76,6 +76,37 @@ def test_the_client_deserialises_into_models_it_imports_on_demand() -> None:
     assert got == ["ResourceV1ResourceClaim", "V1ObjectMeta", "c"]
 
 
+_PYROUTE2 = """
+import json, socket, struct
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+import sys
+initialised = "pyroute2.ndb.main" in sys.modules
+sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+sock.send(struct.pack("=IHHIIBxHiII", 32, 18, 0x301, 1, 0, 0, 0, 0, 0, 0))  # RTM_GETLINK dump
+links = []
+while not links or links[-1] != "done":
+    for msg in MarshalRtnl().parse(sock.recv(1 << 20)):
+        if msg["header"]["type"] == 3:
+            links.append("done")
+            break
+        links.append([msg["index"], msg.get_attr("IFLA_IFNAME"), msg.get_attr("IFLA_MTU")])
+import pyroute2
+from pyroute2 import IPRoute
+names = {n: getattr(getattr(pyroute2, n), "__module__", "") for n in dir(pyroute2) if n[:2] != "__"}
+exported = sorted(x.__name__ for x in pyroute2.__all__)  # pyroute2's __all__ holds the classes
+print(json.dumps([initialised, links, IPRoute.__module__, exported, names]))
+"""
+
+
+def test_pyroute2_submodules_load_without_its_initialiser_which_runs_when_a_name_is_used() -> None:
+    eager = _run(_PYROUTE2)
+    lazy = _run("import multinet\n" + _PYROUTE2)
+    assert isinstance(eager, list) and isinstance(lazy, list)
+    assert eager[0] is True and lazy[0] is False  # the marshal alone needs no NDB
+    assert lazy[1] == eager[1] and len(eager[1]) > 1  # same links decoded the same way
+    assert lazy[2:] == eager[2:]
+
+
 def test_imports_written_otherwise_leave_the_package_eager() -> None:
     source = "from p.a import A\nfrom p.b import (\n    B,\n)\n"
     assert defer_submodule_imports(source, "p") is None
