@@ -34,6 +34,19 @@ Writes go to temp files `<file>.<random>.tmp`, a fresh name per write, so nothin
 fixed temp path (a directory, a socket, a stale file) can block writes; left over regular temp
 files are removed at start-up, anything else there is left alone with a warning.
 
+What the agent writes when, and the recovery rule that makes it safe (the hooks follow it):
+- NodePrepareResources writes the claim's plans before the kubelet gets its answer.
+- RunPodSandbox writes nothing before it answers: it pins the pod's netns (a bind mount under
+  `<state-dir>/pins/`, `agent.pins`) before moving anything, moves, answers the runtime, and only
+  then records the attachments ("attached", with the host state to restore).
+- Rule: on start (NRI Synchronize) and before unpreparing a claim, a pin of a prepared plan with
+  no recorded attachment is an attach that may have moved an interface before the agent died.
+  It is recorded as "attaching" with the pin as its netns, so the ordinary recovery brings the
+  interface home through the pin (or finds it was never moved), and a pod still running gets
+  it attached again (`Releaser.adopt_unrecorded`, `Attacher.synchronize`). Within one process,
+  Stop, Remove and Synchronize first wait for attachments recorded after their answer.
+- StopPodSandbox forgets an attachment only once its interface is home.
+
 The file's format, and how loading recovers from a damaged one: `multinet.checkpoint_file`.
 """
 

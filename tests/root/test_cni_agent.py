@@ -116,6 +116,7 @@ async def agent(tmp_path: Path, net: Lab, bridge: str) -> AsyncIterator[Agent]:
     )
     reports = Reports()
     attacher = Attacher(store=checkpoint, mover=mover, reporter=reports, pins=pins, events=events)
+    releaser.wait_for_records(attacher.settle)  # as main.py wires them
     made = Agent(preparer, attacher, releaser, reports, events, mover, pins, checkpoint)
     yield made
     await releaser.close()

@@ -107,6 +107,7 @@ def _agent(tmp_path: Path, nic: str, made: dict[str, Agent]) -> Agent:
         returner=releaser,
     )
     attacher = Attacher(store=checkpoint, mover=mover, reporter=IgnoredReports(), pins=pins)
+    releaser.wait_for_records(attacher.settle)  # as main.py wires them
     made[nic] = Agent(checkpoint, lookups, preparer, attacher, releaser, events, pins, mover)
     return made[nic]
 
@@ -179,6 +180,7 @@ async def test_a_failed_recovery_keeps_the_record_and_retries(
     agent.lookups.claims[("ns", "old")] = claim_doc(OLD, "dev-a", pod_uid="pod-1")
     await agent.preparer.prepare(OLD)
     await agent.attacher.run_pod_sandbox(pod)
+    await agent.attacher.settle()  # attachments are recorded after the hook answers
     [key] = agent.checkpoint.state.attachments
     agent.pins.unpin(key)  # as after an agent restart before Synchronize: nothing holds the netns
     fake_netns_death_physical(ns, pod_name)

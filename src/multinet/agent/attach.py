@@ -1,10 +1,12 @@
 """RunPodSandbox and Synchronize: execute the checkpointed plans of a pod.
 
 Time budget: the whole hook runs inside the runtime's NRI deadline (~2 s; a late answer
-disconnects the plugin and the pod starts unconfigured). So this module only reads the
-checkpoint, runs netlink work (all plans of a pod concurrently, each off the event loop)
-and records where each interface went. No API reads, no IPAM, no validation: that all
-happened in NodePrepareResources. The claim status is written later by the reporter.
+disconnects the plugin and the pod starts unconfigured), and the pod waits for it. So this module
+only reads the checkpoint, pins the netns and runs netlink work (all plans of a pod concurrently,
+each off the event loop); where each interface went is recorded after the answer (no checkpoint
+write on the pod's path; the recovery rule is in multinet.checkpoint). No API reads, no IPAM,
+no validation: that all happened in NodePrepareResources. The claim status is written later by
+the reporter.
 
 Safe to run twice: a plan already attached to the same pod and netns is not attached again.
 Never half-applied: if one plan of a pod fails, the plans that succeeded are detached again,
@@ -81,6 +83,9 @@ class Attacher:
         # advertised while it is in the pod, across agent restarts too.
         self._published = published
         self._events = events or NoEvents()
+        # Attachments answered but not yet durable, by plan key, and the writes carrying them.
+        self._unrecorded: dict[str, Attachment] = {}
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def run_pod_sandbox(self, pod: PodInfo) -> None:
         plans = self._store.state.plans_for_pod(pod.uid)
@@ -100,7 +105,7 @@ class Attacher:
         metrics.ATTACH_SECONDS.observe(time.perf_counter() - started)
 
     def _attached_here(self, plan: AttachPlan, pod: PodInfo) -> bool:
-        current = self._store.state.attachments.get(plan.key)
+        current = self._unrecorded.get(plan.key) or self._store.state.attachments.get(plan.key)
         return (
             current is not None
             and current.phase == "attached"
@@ -109,24 +114,13 @@ class Attacher:
         )
 
     async def _attach_all(self, pod: PodInfo, plans: list[AttachPlan]) -> None:
+        """Pin, move, answer; the attachments are recorded after the answer (the recovery rule
+        in multinet.checkpoint: a pin without a record is an attach that may have moved)."""
         assert pod.netns
         netns = pod.netns
         links = self._links(plans)
-        # Record intent first: a crash mid-attach leaves "attaching", which Synchronize rolls back.
-        intents = [
-            Attachment(
-                plan_key=p.key,
-                pod_uid=pod.uid,
-                pod=pod.ref,
-                netns=netns,
-                phase="attaching",
-                link=links.get(p.key),
-            )
-            for p in plans
-        ]
-        await self._store.record(intents)
         # Pinned before the move: should we die mid-attach, the netns (and the interface in it)
-        # outlives the runtime's teardown until our next run brings the interface home.
+        # outlives the runtime's teardown, and the pin tells our next run to bring it home.
         for plan in plans:
             self._pins.pin(plan.key, netns)
         results = await asyncio.gather(
@@ -136,18 +130,55 @@ class Attacher:
             await self._undo(pod, plans, results)
         done = [r for r in results if not isinstance(r, BaseException)]
         faults.crash_point("attach-moved")
-        await self._store.record(
-            intent.model_copy(
-                update={"phase": "attached", "pod_ifindex": r.ifindex, "host": r.host}
+        attached = [
+            Attachment(
+                plan_key=p.key,
+                pod_uid=pod.uid,
+                pod=pod.ref,
+                netns=netns,
+                phase="attached",
+                pod_ifindex=r.ifindex,
+                host=r.host,
+                link=links.get(p.key),
             )
-            for intent, r in zip(intents, done, strict=True)
-        )
+            for p, r in zip(plans, done, strict=True)
+        ]
+        self._record_later(pod, attached)
         log.info(
             "attached %d interface(s)",
             len(plans),
             extra={"pod": pod.ref, "podUID": pod.uid, "devices": [p.device for p in plans]},
         )
         self._reporter.report(pod, [_attached(p, r) for p, r in zip(plans, done, strict=True)])
+
+    def _record_later(self, pod: PodInfo, attached: list[Attachment]) -> None:
+        """Persist the attachments off the pod's critical path. Until the write is durable they
+        are known here (`_unrecorded`); `settle` lets Stop and Synchronize wait for it."""
+        for att in attached:
+            self._unrecorded[att.plan_key] = att
+
+        async def write() -> None:
+            try:
+                await self._store.record(attached)
+            finally:
+                for att in attached:
+                    if self._unrecorded.get(att.plan_key) is att:
+                        del self._unrecorded[att.plan_key]
+
+        task = asyncio.get_running_loop().create_task(write(), name=f"record {pod.ref}")
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The interfaces stay attached; the pins still mark them for the next run.
+            log.error("recording attachments failed: %s", exc)
+
+    async def settle(self) -> None:
+        """Wait until every attachment recorded after its answer is on disk (or failed)."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def _undo(
         self,
@@ -159,7 +190,9 @@ class Attacher:
         pairs = list(zip(plans, results, strict=True))
         failures = [(p, r) for p, r in pairs if isinstance(r, BaseException)]
         await self._roll_back(pod, [p for p, r in pairs if not isinstance(r, BaseException)])
-        await self._store.forget(p.key for p in plans)
+        recorded = [p.key for p in plans if p.key in self._store.state.attachments]
+        if recorded:  # from an earlier attach of these plans; this one recorded nothing
+            await self._store.forget(recorded)
         for plan in plans:
             self._pins.unpin(plan.key)
         metrics.ATTACH_ERRORS.inc(len(failures))
@@ -228,8 +261,10 @@ class Attacher:
         - pods with plans but no attachment (the agent was down when they started): attach now.
         - CNI attachments of running pods: CHECK (a failure is a Warning Event on the claim).
         """
+        await self.settle()
         live = {p.uid: p for p in pods}
-        self._pins.prune(self._store.state.attachments)  # pins of attachments never recorded
+        # Pins of plans no claim holds any more (adopt_unrecorded took the others).
+        self._pins.prune([*self._store.state.attachments, *self._unrecorded])
         for key, att in list(self._store.state.attachments.items()):
             plan = self._store.plan(key)
             if plan is None:

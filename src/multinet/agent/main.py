@@ -127,17 +127,16 @@ def _wire(
         away_links=lambda: _links_in_pods(checkpoint),
     )
     reporter = StatusReporter(StatusWriter(api))
-    hooks = NriHooks(
-        attacher=Attacher(
-            store=checkpoint,
-            mover=mover,
-            reporter=reporter,
-            pins=pins,
-            published=publish.link_of,
-            events=events,
-        ),
-        releaser=releaser,
+    attacher = Attacher(
+        store=checkpoint,
+        mover=mover,
+        reporter=reporter,
+        pins=pins,
+        published=publish.link_of,
+        events=events,
     )
+    releaser.wait_for_records(attacher.settle)
+    hooks = NriHooks(attacher=attacher, releaser=releaser)
     nri = NRIPlugin(
         hooks,
         PluginSettings(

@@ -28,6 +28,7 @@ class NriHooks:
     async def on_synchronize(self, pods: list[PodSandbox]) -> None:
         log.debug("NRI Synchronize", extra={"pods": [f"{p.ref} {p.netns}" for p in pods]})
         live = [pod_info(p) for p in pods]
+        await self._releaser.adopt_unrecorded()
         await self._releaser.release_vanished(live)
         await self._attacher.synchronize(live)
 

@@ -9,8 +9,11 @@ physical NIC falls back to the host under its pod-side name. A pin is a bind mou
 netns onto a file under `<state-dir>/pins/`, made before the interface moves in: a mount keeps
 the namespace alive after the runtime removes its own mount and after our process dies, so the
 interface can still be moved out (through the pin's path) when we learn of the teardown later,
-from Synchronize after a restart, NodeUnprepareResources or RemovePodSandbox. Pins nobody
-records any more (a crash between pinning and recording) are dropped by `prune`.
+from Synchronize after a restart, NodeUnprepareResources or RemovePodSandbox. A pin is also the
+record that an attach began: the attachment itself is written only after the runtime has its
+answer, so a pin of a prepared plan without a recorded attachment is an attach that may have
+moved an interface before a crash (`Releaser.adopt_unrecorded` brings it home). Pins of plans
+nobody holds any more are dropped by `prune`.
 
 In a container the pins live in the agent's mount namespace, and outlive a crash of the process
 but not of the container, unless the state directory is mounted with Bidirectional propagation.
@@ -75,6 +78,10 @@ class NetnsPins:
         except OSError as exc:  # the netns is already gone: nothing to hold
             log.warning("cannot pin netns %s: %s", netns, exc, extra={"attachment": key})
             target.unlink(missing_ok=True)
+
+    def file(self, key: str) -> str:
+        """The pin's own path (a netns path while pinned)."""
+        return str(self._file(key))
 
     def path(self, key: str, netns: str) -> str:
         """Where to reach the netns of `key`: its own path while it exists, else our pin."""

@@ -90,7 +90,7 @@ Reclaimer = Callable[[Iterable[str]], Awaitable[None]]
 class DeviceReturner(Protocol):
     """Satisfied by multinet.agent.release.Releaser: host-device NICs still in other pods."""
 
-    def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]: ...
+    async def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]: ...
 
     async def take_back(self, keys: Iterable[str]) -> None: ...
 
@@ -277,7 +277,7 @@ class ClaimPreparer:
         off for seconds) or waiting for a StopPodSandbox that may come late or never."""
         if self._returner is None:
             return
-        held = self._returner.holding(device, other_than=claim.uid)
+        held = await self._returner.holding(device, other_than=claim.uid)
         if not held:
             return
         for old in {plan.claim for plan in held.values()}:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from multinet import faults
 from multinet.agent import metrics
@@ -68,6 +68,12 @@ class Releaser:
         self._retry_first = retry_first_seconds
         self._retry_max = retry_max_seconds
         self._retries: dict[str, asyncio.Task[None]] = {}
+        self._settle: Callable[[], Awaitable[None]] = _nothing_pending
+
+    def wait_for_records(self, settle: Callable[[], Awaitable[None]]) -> None:
+        """`settle` waits for attachments recorded after their hook answered (the Attacher's);
+        every path here that reads attachments waits for it first."""
+        self._settle = settle
 
     @contextlib.asynccontextmanager
     async def _holding(self, key: str) -> AsyncIterator[bool]:
@@ -84,6 +90,7 @@ class Releaser:
         return [k for k, a in self._store.state.attachments.items() if a.pod_uid == pod.uid]
 
     async def stop_pod_sandbox(self, pod: PodInfo) -> None:
+        await self._settle()  # an attach answered moments ago may still be recording
         keys = self._attachments(pod)
         if not keys:
             return
@@ -129,9 +136,10 @@ class Releaser:
 
     # -- the next claim of a device ---------------------------------------------------------
 
-    def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]:
+    async def holding(self, device: str, *, other_than: str) -> dict[str, AttachPlan]:
         """Attachment keys (with their plans) that keep host-device `device` in a pod for a
         claim other than the one with UID `other_than`."""
+        await self._settle()
         return {
             plan.key: plan
             for plan, _ in host_devices_in_pods(self._store)
@@ -147,6 +155,7 @@ class Releaser:
         pod's prepare; the agent holds the old pod's netns (its path or our pin), so it moves the
         NIC home at once. A netns already gone falls back to recovery from the host.
         """
+        await self._settle()
         for key in keys:
             async with self._holding(key) as recorded:
                 if not recorded:
@@ -167,6 +176,7 @@ class Releaser:
     async def release_vanished(self, pods: Iterable[PodInfo]) -> None:
         """On (re)connect: attachments of pods that no longer run, or whose netns was replaced
         or removed while we were not listening, are recovered."""
+        await self._settle()
         live = {p.uid: p for p in pods}
         await self._recover(
             [
@@ -180,7 +190,41 @@ class Releaser:
 
     async def remove_pod_sandbox(self, pod: PodInfo) -> None:
         """The netns is gone: whatever is still recorded for the pod is recovered or reported."""
+        await self._settle()
         await self._recover(self._attachments(pod))
+
+    async def adopt_unrecorded(self, keys: Iterable[str] | None = None) -> None:
+        """The crash-recovery rule of attaching (see multinet.checkpoint): the hook pins the pod's
+        netns before it moves anything and records the attachment only after answering, so a
+        pinned plan without a recorded attachment may have an interface in that netns. Record it
+        as "attaching" with the pin as its netns: no live pod has that netns, so the usual
+        recovery brings the interface home through the pin (or finds it already there), and a
+        pod still running gets it attached again by Synchronize."""
+        await self._settle()
+        wanted = None if keys is None else set(keys)
+        recorded = self._store.state.attachments
+        found = [
+            Attachment(
+                plan_key=plan.key,
+                pod_uid=claim.pod_uids[0] if claim.pod_uids else "",
+                pod=f"pod of claim {claim.claim}",
+                netns=self._pins.file(plan.key),
+                phase="attaching",
+            )
+            for claim in self._store.state.claims.values()
+            for plan in claim.plans
+            if (wanted is None or plan.key in wanted)
+            and plan.key not in recorded
+            and self._pins.pinned(plan.key)
+        ]
+        if found:
+            log.warning(
+                "found %d interface(s) whose attach was not recorded before the agent stopped; "
+                "bringing them home through their pins",
+                len(found),
+                extra={"attachments": [a.plan_key for a in found]},
+            )
+            await self._store.record(found)
 
     async def reclaim_orphans(self, keys: Iterable[str]) -> None:
         """Recover attachments whose pod netns no longer exists.
@@ -189,6 +233,8 @@ class Releaser:
         may then be torn down before any Remove reaches us; NodeUnprepareResources calls this so
         such a claim is released instead of waiting forever for an interface that is not coming.
         """
+        keys = list(keys)
+        await self.adopt_unrecorded(keys)
         await self._recover(
             [
                 k
@@ -278,3 +324,7 @@ class Releaser:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _nothing_pending() -> None:
+    """No attach records outstanding (a Releaser without an Attacher)."""
