@@ -16,7 +16,7 @@ export K8S_VERSION
 endif
 KUBECTL ?= kubectl
 
-.PHONY: help deps venv lint typecheck test test-matrix unit demo cluster-up cluster-down node-nic binaries proto bench chaos build clean
+.PHONY: help deps venv lint typecheck test test-matrix unit demo cluster-up cluster-down node-nic binaries proto bench bench-dranet chaos build clean
 .PHONY: image image-docker kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -72,6 +72,9 @@ bench: venv binaries ## benchmarks: attach latency, pod start-up, churn and CNI 
 	$(PY) bench/pod_startup.py
 	$(PY) bench/churn.py
 	$(PY) bench/cni_chain.py
+
+bench-dranet: venv binaries ## multinet beside kubernetes-sigs/dranet v1.4.0 (built once into $MULTINET_CACHE) on the 1-node local cluster; not in test or bench
+	$(PY) bench/dranet.py $(if $(ROUNDS),--rounds $(ROUNDS),)
 
 chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults (long; MULTINET_CHAOS_SEED=N repeats an order)
 	MULTINET_CHAOS_CYCLES=$${MULTINET_CHAOS_CYCLES:-100} MULTINET_CHAOS_OUTAGE=$${MULTINET_CHAOS_OUTAGE:-30} \
