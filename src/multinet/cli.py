@@ -7,6 +7,7 @@ processes without rewriting their command lines; the flags are declared in `mult
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -41,21 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(agent, PROGRAMS["node-agent"])
 
-    from multinet import convert
-
     convert_nad = sub.add_parser(
         "convert-nad",
         help="migrate from Multus: NetworkAttachmentDefinitions -> PodNetworks and claims",
-        description=convert.HELP_DESCRIPTION,
-        epilog=convert.HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Its help text lives with the converter, whose import (multinet's models, yaml) neither
+    # program needs: read when `convert-nad --help` is asked for, not every time the CLI starts.
+    convert_nad.format_help = functools.partial(_convert_help, convert_nad)  # type: ignore[method-assign]
     convert_nad.add_argument(
         "file", metavar="FILE|-", help="YAML or JSON documents to convert; - reads stdin"
     )
 
     sub.add_parser("version", help="print the version and exit")
     return parser
+
+
+def _convert_help(parser: argparse.ArgumentParser) -> str:
+    from multinet import convert
+
+    parser.description, parser.epilog = convert.HELP_DESCRIPTION, convert.HELP_EPILOG
+    return argparse.ArgumentParser.format_help(parser)
 
 
 def convert_nad(path: str) -> int:
