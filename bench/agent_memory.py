@@ -4,11 +4,12 @@ Every figure comes from a fresh interpreter (a subprocess of this one), so nothi
 shares a heap with the harness:
 
   start-up      VmRSS (and its anonymous / file-backed parts) after importing what the program
-                imports before it starts working: `multinet.cli` and the program's main module.
+                imports before it starts working: `multinet.cli`, whose parser it builds, and the
+                program's main module.
                 Repeated `--runs` times; min-max.
   by package    the same import once more, with a meta path hook that reads VmRSS before and after
                 every module executes: each module's *own* cost (its children subtracted), summed
-                per top-level package (ours per subpackage; the standard library as one row).
+                per top-level package (ours per subpackage, the standard library's per module).
                 Import order is the real one, so a package pulled in first by X is X's cost.
   alone         one fresh interpreter per third-party package: VmRSS over a bare interpreter,
                 dependencies included (what dropping the package entirely would save at most).
@@ -19,10 +20,17 @@ shares a heap with the harness:
                 JSON round trip of a checkpoint of 1-100 pods, with glibc's default malloc arenas
                 and with MALLOC_ARENA_MAX=2: RSS growth once the threads are idle again. glibc
                 caps the default at 8 arenas per CPU.
+  idle          the agent's servers that need neither an apiserver nor containerd (inventory
+                thread, both kubelet gRPC servers, health/metrics, the netlink pool) started;
+                RSS, then CPU time and thread wakeups over `--idle` seconds of nothing (busy
+                polling would show), with both arena settings.
 
-    .venv/bin/python bench/agent_memory.py [--runs 3] [--top 15] [--skip-arenas]
+    .venv/bin/python bench/agent_memory.py [--runs 3] [--top 15] [--devices 512] [--idle 5]
+        [--workers 16] [--rounds 30] [--skip-threads]
 
-No cluster, no root: it only imports modules and reads this host's links.
+No cluster needed. As root (for `unshare --net`) the thread probes run in a network namespace of
+their own with `--devices` veth links; otherwise in this host's. Bytecode comes from a cache of
+the bench's own (`PYTHONPYCACHEPREFIX` under the temp dir), compiled by a first, unmeasured run.
 """
 
 from __future__ import annotations
@@ -30,15 +38,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from typing import Any
+
+_PYCACHE = os.path.join(tempfile.gettempdir(), f"multinet-bench-pycache-{os.getuid()}")
 
 PROGRAMS = {
     "node-agent": ("multinet.cli", "multinet.agent.main"),
     "controller": ("multinet.cli", "multinet.controller.main"),
 }
+
+# Shared by every probe: import a module; after the CLI's, build its parser, as `multinet` does
+# before it imports the program it runs (cli.main).
+_START_LIKE_MULTINET = """
+def start_like_multinet(name):
+    import importlib
+    module = importlib.import_module(name)
+    if name == "multinet.cli":
+        module.build_parser()
+"""
 
 # Shared by every probe: read this process's memory figures (KiB) from /proc.
 _STATUS = textwrap.dedent(
@@ -60,7 +82,7 @@ _STARTUP = (
 import importlib, sys, time
 t0 = time.perf_counter()
 for name in MODULES:
-    importlib.import_module(name)
+    start_like_multinet(name)
 s = _status()
 s["seconds"] = time.perf_counter() - t0
 s["modules"] = len(sys.modules)
@@ -116,12 +138,17 @@ class _Finder:
             return spec
         return None
 
-sys.meta_path.insert(0, _Finder())
+timer = _Finder()
+sys.meta_path.insert(0, timer)
 before = _rss()
 for name in MODULES:
-    importlib.import_module(name)
+    start_like_multinet(name)
+    # A finder that multinet installs goes first; the timer goes back ahead of it, so that
+    # the modules it loads are measured too.
+    sys.meta_path.remove(timer)
+    sys.meta_path.insert(0, timer)
 total = _rss() - before
-sys.meta_path.pop(0)
+sys.meta_path.remove(timer)
 print(json.dumps({"total": total, "own": own, "stdlib": sorted(sys.stdlib_module_names)}))
 """
 )
@@ -130,7 +157,7 @@ _TRACEMALLOC = """
 import importlib, linecache, os, sys, tracemalloc
 tracemalloc.start(1)
 for name in MODULES:
-    importlib.import_module(name)
+    start_like_multinet(name)
 snap = tracemalloc.take_snapshot()
 tracemalloc.stop()
 total = sum(s.size for s in snap.statistics("filename"))
@@ -162,13 +189,24 @@ print(json.dumps({"rss": _status()["VmRSS"] - bare, "modules": len(sys.modules) 
 """
 )
 
+# In a private network namespace (see _probe), DEVICES veth links (DEVICES/2 pairs) stand for the
+# node's NICs (veth: the dummy driver is not always loaded).
+_DEVICES = """
+import subprocess
+if ISOLATED:
+    batch = "link set lo up\\n" + "".join(
+        f"link add mnb{i} type veth peer name mnp{i}\\n" for i in range(DEVICES // 2))
+    subprocess.run(["ip", "-batch", "-"], input=batch, text=True, check=True)
+"""
+
 _ARENAS = (
     _STATUS
+    + _DEVICES
     + """
 import importlib, gc, random, threading, time
 from concurrent.futures import ThreadPoolExecutor
 for name in MODULES:
-    importlib.import_module(name)
+    start_like_multinet(name)
 from multinet.netlink import netns
 
 claims = [{"uid": f"{i:08d}-0000-4000-8000-000000000000", "plans": [{"device": f"nic{i}x{j}",
@@ -184,7 +222,7 @@ def work(seed):
     rtnl, _fd = netns.host()
     rnd = random.Random(seed)
     for _round in range(ROUNDS):
-        for link in rtnl.links():
+        for link in rtnl.links()[:8]:
             rtnl.addresses(link.index)
             rtnl.routes(link.index)
         json.loads(json.dumps({"claims": claims[: rnd.randint(1, 100)]}, indent=1))
@@ -199,17 +237,102 @@ print(json.dumps({"before": s0, "after": s1}))
 """
 )
 
+# The agent's long-lived servers without an apiserver or containerd: the inventory thread, both
+# kubelet gRPC servers (grpc.aio: its own C threads), /healthz + /metrics (aiohttp) and the
+# netlink pool; then RSS, and CPU time and wakeups per thread over IDLE seconds of nothing.
+_IDLE = (
+    _STATUS
+    + _DEVICES
+    + """
+import asyncio, glob, importlib, socket, tempfile, threading, time
+from pathlib import Path
+for name in MODULES:
+    start_like_multinet(name)
+from multinet.kubelet.server import KubeletPlugin
+from multinet.netlink.executor import NetlinkMover
+from multinet.netlink.inventory import Inventory
+from multinet.probes import HealthServer
 
-def _probe(code: str, modules: tuple[str, ...], env: dict[str, str] | None = None, **k: int) -> Any:
-    """Run one probe in a fresh interpreter (`-S`-free, the venv's) and return its JSON."""
-    header = f"import json, os\nMODULES = {modules!r}\n" + "".join(
-        f"{name} = {value!r}\n" for name, value in k.items()
+def threads():
+    out = {}
+    for task in glob.glob("/proc/self/task/*"):
+        try:
+            with open(task + "/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(task + "/status") as f:
+                switches = sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
+        except FileNotFoundError:
+            continue
+        out[task.rsplit("/", 1)[1]] = (int(fields[11]) + int(fields[12]), switches)
+    return out
+
+class Preparer:
+    async def prepare(self, claims): return {}
+    async def unprepare(self, claims): return {}
+
+async def main():
+    inventory = Inventory()
+    await inventory.start()
+    plugin = KubeletPlugin(preparer=Preparer(), kubelet_root=Path(tempfile.mkdtemp()))
+    await plugin.start()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    health = HealthServer("127.0.0.1", port)
+    await health.start()
+    mover = NetlinkMover()
+    await asyncio.sleep(2)
+    started, before, t0 = _status(), threads(), time.monotonic()
+    await asyncio.sleep(IDLE)
+    after, seconds = threads(), time.monotonic() - t0
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    busiest = sorted(
+        ((after[t][0] - before[t][0], (after[t][1] - before[t][1]) / seconds, names.get(t, "(C)"))
+         for t in after if t in before), reverse=True)
+    ticks = os.sysconf("SC_CLK_TCK")
+    print(json.dumps({"started": started, "cpu": sum(b[0] for b in busiest) / ticks / seconds,
+                      "wakeups": sum(b[1] for b in busiest), "threads": busiest[:3]}))
+    await plugin.stop(0)
+    await health.stop()
+    await inventory.close()
+    mover.close()
+
+asyncio.run(main())
+"""
+)
+
+
+def _isolated() -> bool:
+    """Root can give the probes a network namespace of their own (`unshare --net`): quiet, and
+    with as many dummy links as `--devices`. Otherwise they see this host's."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def _probe(
+    code: str,
+    modules: tuple[str, ...],
+    env: dict[str, str] | None = None,
+    *,
+    isolated: bool = False,
+    **k: object,
+) -> Any:
+    """Run one probe in a fresh interpreter and return its JSON."""
+    header = (
+        f"import json, os\nMODULES = {modules!r}\nISOLATED = {isolated!r}\n"
+        + "".join(f"{name} = {value!r}\n" for name, value in k.items())
+        + _START_LIKE_MULTINET
     )
     run_env = dict(os.environ)
     run_env.pop("MALLOC_ARENA_MAX", None)
+    # Bytecode as in the image (pip compiles every module at install): read from and written to
+    # a cache of the bench's own, never next to the sources; `warm()` fills it first. Compiling
+    # a module from source instead costs transient memory that would count here.
+    run_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    run_env["PYTHONPYCACHEPREFIX"] = _PYCACHE
     run_env.update(env or {})
+    command = [sys.executable, "-c", header + code]
     proc = subprocess.run(
-        [sys.executable, "-c", header + code],
+        ["unshare", "--net", *command] if isolated else command,
         capture_output=True,
         text=True,
         env=run_env,
@@ -226,6 +349,12 @@ def _mb(kib: float) -> str:
 def _span(values: list[float]) -> str:
     lo, hi = min(values), max(values)
     return _mb(lo) if _mb(lo) == _mb(hi) else f"{_mb(lo)}-{_mb(hi)}"
+
+
+def warm() -> None:
+    """Every module the probes import, compiled once into the bench's bytecode cache."""
+    for modules in PROGRAMS.values():
+        _probe(_STARTUP, (*modules, "multinet.kubelet.server", "multinet.probes"))
 
 
 def startup(runs: int) -> None:
@@ -314,16 +443,31 @@ def traced(top: int) -> None:
         print()
 
 
-def arenas(workers: int, rounds: int, runs: int) -> None:
-    print(
-        f"== malloc arenas: {workers} threads, netlink dumps + checkpoint JSON, {rounds} rounds =="
-    )
+def _arena_variants() -> tuple[tuple[str, dict[str, str]], ...]:
+    return (("(glibc default)", {}), ("2", {"MALLOC_ARENA_MAX": "2"}))
+
+
+def _where(devices: int) -> str:
+    return f"a private netns with {devices} veth links" if _isolated() else "this host's netns"
+
+
+def arenas(workers: int, rounds: int, runs: int, devices: int) -> None:
+    print(f"== malloc arenas: {workers} threads x {rounds} rounds of netlink dumps and checkpoint")
+    print(f"   JSON, in {_where(devices)}; RSS once they are idle again ==")
     print(
         f"{'MALLOC_ARENA_MAX':<18} {'before MB':>10} {'after MB':>10} {'growth MB':>10} (min-max)"
     )
-    for label, env in (("(glibc default)", {}), ("2", {"MALLOC_ARENA_MAX": "2"})):
+    for label, env in _arena_variants():
         got = [
-            _probe(_ARENAS, PROGRAMS["node-agent"], env=env, WORKERS=workers, ROUNDS=rounds)
+            _probe(
+                _ARENAS,
+                PROGRAMS["node-agent"],
+                env=env,
+                isolated=_isolated(),
+                DEVICES=devices,
+                WORKERS=workers,
+                ROUNDS=rounds,
+            )
             for _ in range(runs)
         ]
         before = [g["before"]["VmRSS"] for g in got]
@@ -334,20 +478,53 @@ def arenas(workers: int, rounds: int, runs: int) -> None:
     print()
 
 
+def idle(seconds: float, runs: int, devices: int) -> None:
+    print("== node-agent servers started (inventory, kubelet gRPC x2, health, netlink pool) in")
+    print(f"   {_where(devices)}, no apiserver/containerd; then {seconds:g} s idle (min-max) ==")
+    print(f"{'MALLOC_ARENA_MAX':<18} {'VmRSS':>11} {'anon':>11} {'thr':>4} {'CPU %':>11} wakeups/s")
+    for label, env in _arena_variants():
+        got = [
+            _probe(
+                _IDLE,
+                PROGRAMS["node-agent"],
+                env=env,
+                isolated=_isolated(),
+                DEVICES=devices,
+                IDLE=seconds,
+            )
+            for _ in range(runs)
+        ]
+        cpu = [100 * g["cpu"] for g in got]
+        wakeups = [g["wakeups"] for g in got]
+        print(
+            f"{label:<18} {_span([g['started']['VmRSS'] for g in got]):>11}"
+            f" {_span([g['started']['RssAnon'] for g in got]):>11}"
+            f" {got[0]['started']['Threads']:>4} {min(cpu):>5.2f}-{max(cpu):<5.2f}"
+            f" {min(wakeups):>5.1f}-{max(wakeups):.1f}"
+        )
+    busiest = ", ".join(f"{name} {rate:.1f}/s" for _ticks, rate, name in got[-1]["threads"])
+    print(f"(most wakeups, last run: {busiest}; (C) = a thread of grpc's core)")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=3, help="start-up repetitions")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement")
     parser.add_argument("--top", type=int, default=15, help="rows per breakdown")
     parser.add_argument("--workers", type=int, default=16, help="threads in the arena probe")
-    parser.add_argument("--rounds", type=int, default=200, help="dump rounds per thread")
-    parser.add_argument("--skip-arenas", action="store_true", help="no thread/arena probe")
+    parser.add_argument("--rounds", type=int, default=30, help="dump rounds per thread")
+    parser.add_argument("--devices", type=int, default=512, help="veth links (root only)")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle measured")
+    parser.add_argument("--skip-threads", action="store_true", help="no arena or idle probes")
     args = parser.parse_args()
+    warm()
     startup(args.runs)
     by_package(args.top)
     alone()
     traced(args.top)
-    if not args.skip_arenas:
-        arenas(args.workers, args.rounds, args.runs)
+    if not args.skip_threads:
+        arenas(args.workers, args.rounds, args.runs, args.devices)
+        idle(args.idle, args.runs, args.devices)
 
 
 if __name__ == "__main__":
