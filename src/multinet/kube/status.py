@@ -86,4 +86,7 @@ class StatusWriter:
         except NotFound:
             log.info("not reporting: %s is gone", what)
         except ApiError as exc:
-            log.error("reporting to %s failed: %s %s", what, exc.status, exc.reason)
+            # The apiserver's own words say which field it refused (a 422 names it).
+            log.error(
+                "reporting to %s failed: %s %s: %s", what, exc.status, exc.reason, exc.body[:2000]
+            )
