@@ -296,7 +296,7 @@ async def main():
     names = {str(t.native_id): t.name for t in threading.enumerate()}
     busiest = sorted(
         ((after[t][0] - before[t][0], (after[t][1] - before[t][1]) / seconds, names.get(t, "(C)"))
-         for t in after if t in before), reverse=True)
+         for t in after if t in before), key=lambda b: (b[1], b[0]), reverse=True)
     ticks = os.sysconf("SC_CLK_TCK")
     print(json.dumps({"started": started, "cpu": sum(b[0] for b in busiest) / ticks / seconds,
                       "wakeups": sum(b[1] for b in busiest), "threads": busiest[:3]}))
@@ -426,7 +426,8 @@ def alone() -> None:
         for group in {_group(n, stdlib) for n in got["own"]}:
             if not group.startswith(("stdlib ", "multinet")):
                 users.setdefault(group, []).append(program)
-    print("== third-party packages alone (VmRSS over a bare interpreter, deps included) ==")
+    print("== third-party packages alone (VmRSS over a bare interpreter, deps included; as the")
+    print("   package's own initialisers import it, without multinet's lazy ones) ==")
     print(f"{'package':<28} {'MB':>6} {'modules':>8}  imported by")
     results = [(p, _probe(_ALONE, (p,))) for p in users]
     for package, res in sorted(results, key=lambda r: -r[1]["rss"]):
