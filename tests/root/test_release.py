@@ -82,8 +82,7 @@ async def agent_for() -> AsyncIterator[dict[str, Agent]]:
     yield made
     for agent in made.values():
         await agent.releaser.close()
-        for key in list(agent.checkpoint.state.attachments):
-            agent.pins.unpin(key)
+        agent.pins.prune([])  # every pin, recorded or not (a failed test may leave either)
         agent.mover.close()
 
 
