@@ -17,14 +17,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from doubles import FakeDirectory, FakeLookups, FakeReservations, claim_doc
 from netfixtures import Lab, has_link, lab, link_view, sh
 
 from multinet.agent.attach import Attacher
 from multinet.agent.contracts import PodInfo
 from multinet.agent.pins import NetnsPins
+from multinet.agent.prepare import ClaimPreparer, DirectoryEntry
 from multinet.agent.release import Releaser
 from multinet.checkpoint import Checkpoint
 from multinet.netlink.executor import NetlinkMover
+from multinet.netlink.hoststate import read_host_state
 from multinet.plans import Attachment, ClaimRef
 
 pytestmark = pytest.mark.root
@@ -174,3 +177,48 @@ async def test_the_pod_still_runs_it_gets_its_nic_again_and_a_record(
 
 def attacher_state(tmp_path: Path) -> dict[str, Attachment]:
     return dict(Checkpoint.open(tmp_path).state.attachments)
+
+
+async def test_an_attach_whose_record_failed_is_still_brought_home_by_stop(
+    tmp_path: Path, net: Lab
+) -> None:
+    """The write after the answer fails (the checkpoint's path is a directory for a moment: a real
+    rename(2) failure); the pod runs unrecorded. Its StopPodSandbox adopts the pin and brings the
+    NIC home."""
+    nic = net.new_nic(addresses=("198.51.100.43/24",))
+    before = link_view(nic)
+    ns = net.new_netns()
+    pod = PodInfo("pod-1", "ns", "p1", net.netns_path(ns))
+    lookups = FakeLookups({"net-a": {"interfaces": {"names": [nic]}, "interfaceName": "net1"}})
+    lookups.claims[("ns", "c1")] = claim_doc(CLAIM, "dev-a")
+    checkpoint = Checkpoint.open(tmp_path)
+    preparer = ClaimPreparer(
+        node_name="node-a",
+        checkpoint=checkpoint,
+        lookups=lookups,
+        devices=FakeDirectory({"dev-a": DirectoryEntry(ifname=nic, network="net-a")}),
+        reservations=FakeReservations(),
+        read_host=read_host_state,
+    )
+    mover = NetlinkMover()
+    pins = NetnsPins(tmp_path / "pins")
+    releaser = Releaser(store=checkpoint, mover=mover, pins=pins)
+    attacher = Attacher(store=checkpoint, mover=mover, reporter=Quiet(), pins=pins)
+    releaser.wait_for_records(attacher.settle)
+    try:
+        await preparer.prepare(CLAIM)
+        checkpoint.path.unlink()
+        (checkpoint.path / "blocker").mkdir(parents=True)  # rename over it now fails
+        await attacher.run_pod_sandbox(pod)
+        await attacher.settle()
+        assert has_link("net1", ns) and checkpoint.state.attachments == {}
+        (checkpoint.path / "blocker").rmdir()
+        checkpoint.path.rmdir()  # the fault goes away
+
+        await releaser.stop_pod_sandbox(pod)
+        assert link_view(nic) == before
+        assert checkpoint.state.attachments == {} and len(pins) == 0
+    finally:
+        await releaser.close()
+        pins.prune([])
+        mover.close()

@@ -91,6 +91,8 @@ class Releaser:
 
     async def stop_pod_sandbox(self, pod: PodInfo) -> None:
         await self._settle()  # an attach answered moments ago may still be recording
+        # An attach whose record could not be written (a failed checkpoint write) left its pin.
+        await self.adopt_unrecorded(p.key for p in self._store.state.plans_for_pod(pod.uid))
         keys = self._attachments(pod)
         if not keys:
             return
@@ -235,12 +237,14 @@ class Releaser:
         """
         keys = list(keys)
         await self.adopt_unrecorded(keys)
+        attachments = self._store.state.attachments
         await self._recover(
             [
                 k
                 for k in keys
-                if k in self._store.state.attachments
-                and netns_gone(self._store.state.attachments[k].netns)
+                if k in attachments
+                # adopted just now: the pod is gone (it is being unprepared), the pin holds it
+                and (netns_gone(attachments[k].netns) or attachments[k].phase == "attaching")
             ]
         )
 
