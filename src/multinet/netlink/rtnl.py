@@ -457,35 +457,24 @@ class _RouteSpec:
         return out + (" onlink" if self.onlink else "")
 
     def body(self, index: int) -> bytes:
-        dst, plen = c.split_cidr(self.destination)
-        fam = c.family(dst)
+        """Encoded by `_full_route`, the one route encoder, after the family check."""
+        fam = c.family(c.split_cidr(self.destination)[0])
         for what, addr in (("gateway", self.gateway), ("source", self.source)):
             if addr and c.family(addr) != fam:
                 raise ValueError(f"route {self.text()}: {what} {addr} is of another family")
         # `ip route` defaults: a route via a gateway has global scope, a direct one link scope.
         default_scope = c.RT_SCOPE_UNIVERSE if self.gateway else c.RT_SCOPE_LINK
-        body = c.rtm(
-            fam,
-            plen,
-            # Table ids above 255 only fit the attribute; the header then says "unspecified".
-            table=self.table if self.table < 256 else c.RT_TABLE_UNSPEC,
-            proto=c.RTPROT_BOOT if self.protocol is None else self.protocol,
+        entry = RouteEntry(
+            destination=self.destination,
+            gateway=self.gateway,
+            metric=self.metric,
+            protocol=c.RTPROT_BOOT if self.protocol is None else self.protocol,
+            source=self.source,
             scope=default_scope if self.scope is None else self.scope,
-            rtype=c.RTN_UNICAST,
+            table=self.table,
             flags=c.RTNH_F_ONLINK if self.onlink else 0,
         )
-        if self.table >= 256:
-            body += c.attr(c.RTA_TABLE, c.u32(self.table))
-        body += c.attr(c.RTA_OIF, c.i32(index))
-        if plen:
-            body += c.attr(c.RTA_DST, c.ip(dst))
-        if self.gateway:
-            body += c.attr(c.RTA_GATEWAY, c.ip(self.gateway))
-        if self.metric is not None:
-            body += c.attr(c.RTA_PRIORITY, c.u32(self.metric))
-        if self.source:
-            body += c.attr(c.RTA_PREFSRC, c.ip(self.source))
-        return body
+        return _full_route(entry, index, default_proto=c.RTPROT_BOOT)
 
 
 def _rule(rule: Rule, family: int | None) -> bytes:
