@@ -7,12 +7,10 @@ either case (an ADD racing its own DEL would leave the chain half torn down).
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-
 from multinet import plans
 from multinet.agent.contracts import AttachOutcome
 from multinet.cni.mover import CniMover
+from multinet.keyedlocks import KeyedLocks
 from multinet.netlink.executor import NetlinkMover
 
 
@@ -20,12 +18,12 @@ class ModeMover:
     def __init__(self, netlink: NetlinkMover, cni: CniMover) -> None:
         self._netlink = netlink
         self._cni = cni
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._serial = KeyedLocks()
 
     async def attach(self, plan: plans.AttachPlan, netns: str) -> AttachOutcome:
         if plan.mode != "cni":
             return await self._netlink.attach(plan, netns)
-        async with self._locks[plan.key]:
+        async with self._serial.hold(plan.key):
             return await self._cni.attach(plan, netns)
 
     async def detach(
@@ -34,29 +32,20 @@ class ModeMover:
         if plan.mode != "cni":
             await self._netlink.detach(plan, netns, host)
             return
-        async with self._locks[plan.key]:
+        async with self._serial.hold(plan.key):
             await self._cni.detach(plan, netns, host)
-        self._forget(plan.key)
 
     async def recover(self, plan: plans.AttachPlan, attachment: plans.Attachment) -> str:
         if plan.mode != "cni":
             return await self._netlink.recover(plan, attachment)
-        async with self._locks[plan.key]:
-            done = await self._cni.recover(plan, attachment.host)
-        self._forget(plan.key)
-        return done
+        async with self._serial.hold(plan.key):
+            return await self._cni.recover(plan, attachment.host)
 
     async def check(self, plan: plans.AttachPlan) -> None:
         """CHECK a CNI attachment (CniError when broken); other modes have nothing to check."""
         if plan.mode == "cni":
-            async with self._locks[plan.key]:
+            async with self._serial.hold(plan.key):
                 await self._cni.check(plan)
-
-    def _forget(self, key: str) -> None:
-        """Drop the lock of a plan that is gone, unless someone holds it."""
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
 
     def close(self) -> None:
         self._netlink.close()

@@ -14,13 +14,13 @@ different plans, even of the same pod, run in parallel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from multinet import plans
+from multinet.keyedlocks import KeyedLocks
 from multinet.netlink import attach as attaching
 from multinet.netlink import restore
 
@@ -36,22 +36,21 @@ class NetlinkMover:
 
     def __init__(self, *, workers: int = DEFAULT_WORKERS) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netlink")
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
+        self._serial = KeyedLocks()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
     async def attach(self, plan: plans.AttachPlan, netns: str) -> attaching.AttachResult:
         """Raises AttachError (the interface is back on the host)."""
-        async with self._serial(plan.key):
+        async with self._serial.hold(plan.key):
             return await self._run(attaching.attach, plan, netns)
 
     async def detach(
         self, plan: plans.AttachPlan, netns: str, host: plans.HostState | None = None
     ) -> None:
         """Raises RestoreError listing what could not be restored."""
-        async with self._serial(plan.key):
+        async with self._serial.hold(plan.key):
             await self._run(functools.partial(restore.detach, host=host), plan, netns)
 
     async def recover(self, plan: plans.AttachPlan, attachment: plans.Attachment) -> str:
@@ -62,7 +61,7 @@ class NetlinkMover:
         self, plan: plans.AttachPlan, host: plans.HostState | None = None
     ) -> restore.Recovery:
         """Raises RestoreError when the NIC is back but could not be restored."""
-        async with self._serial(plan.key):
+        async with self._serial.hold(plan.key):
             fn = functools.partial(restore.recover_from_dead_netns, host=host)
             result: restore.Recovery = await self._run(fn, plan)
             return result
@@ -73,15 +72,3 @@ class NetlinkMover:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
-
-    @contextlib.asynccontextmanager
-    async def _serial(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key], self._locks[key]
