@@ -56,9 +56,13 @@ def _request(sock: socket.socket, mtype: int, flags: int, body: bytes, seq: int)
         raise OSError(-code, os.strerror(-code))
 
 
-def floor_attach(
-    host_sock: socket.socket, ifindex: int, netns_path: str, name: str, mac: bytes
-) -> None:
+def floor_attach(host_sock: socket.socket, ifindex: int, netns_path: str, plan: AttachPlan) -> None:
+    """The plan's kernel writes and nothing else: move+rename+MTU, MAC+up, each (IPv4) address,
+    the first route. bench/nri_hook.py uses it too, for its own one-address plan."""
+    assert plan.mac and plan.mtu and plan.routes
+    dst, dst_len = plan.routes[0].destination.split("/")
+    gateway = plan.routes[0].gateway
+    assert gateway is not None
     ns_fd = os.open(netns_path, os.O_RDONLY)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
@@ -68,21 +72,23 @@ def floor_attach(
         link = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0)
         move = (
             _attr(28, struct.pack("=I", ns_fd))  # IFLA_NET_NS_FD
-            + _attr(3, name.encode() + b"\0")  # IFLA_IFNAME
-            + _attr(4, struct.pack("=I", 1400))  # IFLA_MTU
+            + _attr(3, plan.pod_ifname.encode() + b"\0")  # IFLA_IFNAME
+            + _attr(4, struct.pack("=I", plan.mtu))  # IFLA_MTU
         )
         _request(host_sock, 16, _REQ_ACK, link + move, 1)  # RTM_NEWLINK
+        mac = bytes.fromhex(plan.mac.replace(":", ""))
         up = struct.pack("=BxHiII", 0, 0, ifindex, 1, 1) + _attr(1, mac)  # IFF_UP, IFLA_ADDRESS
         _request(pod, 16, _REQ_ACK, up, 2)
-        for i, last in enumerate((2, 3)):
-            addr = socket.inet_aton(f"10.77.0.{last}")
-            body = struct.pack("=BBBBI", socket.AF_INET, 24, 0, 0, ifindex)
+        for seq, cidr in enumerate(plan.addresses, start=3):
+            address, plen = cidr.split("/")
+            addr = socket.inet_aton(address)
+            body = struct.pack("=BBBBI", socket.AF_INET, int(plen), 0, 0, ifindex)
             body += _attr(2, addr) + _attr(1, addr)  # IFA_LOCAL, IFA_ADDRESS
-            _request(pod, 20, _REQ_ACK | _CREATE_EXCL, body, 3 + i)  # RTM_NEWADDR
-        route = struct.pack("=BBBBBBBBI", socket.AF_INET, 16, 0, 0, 254, 3, 0, 1, 0)
-        route += _attr(1, socket.inet_aton("10.78.0.0")) + _attr(5, socket.inet_aton("10.77.0.1"))
+            _request(pod, 20, _REQ_ACK | _CREATE_EXCL, body, seq)  # RTM_NEWADDR
+        route = struct.pack("=BBBBBBBBI", socket.AF_INET, int(dst_len), 0, 0, 254, 3, 0, 1, 0)
+        route += _attr(1, socket.inet_aton(dst)) + _attr(5, socket.inet_aton(gateway))
         route += _attr(4, struct.pack("=i", ifindex))  # RTA_DST, RTA_GATEWAY, RTA_OIF
-        _request(pod, 24, _REQ_ACK | _CREATE_EXCL, route, 5)  # RTM_NEWROUTE
+        _request(pod, 24, _REQ_ACK | _CREATE_EXCL, route, 3 + len(plan.addresses))
         pod.close()
     finally:
         os.close(home)
@@ -221,7 +227,7 @@ def main() -> int:
             host_state = result.host
 
         def run_floor(path: str) -> None:
-            floor_attach(host_sock, ifindex, path, "net1", bytes.fromhex("02aabbccdd01"))
+            floor_attach(host_sock, ifindex, path, plan)
 
         paths: dict[str, Callable[[str], None]] = {
             "floor": run_floor,

@@ -52,7 +52,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from attach_latency import floor_attach, percentile, sh  # bench/ is on sys.path when run
+
 import multinet.checkpoint as checkpoint_module
 from multinet.agent.attach import Attacher
 from multinet.agent.contracts import AttachOutcome, PodInfo
@@ -76,7 +77,7 @@ from multinet.checkpoint import FILENAME, Checkpoint
 from multinet.cni.mover import CniMover
 from multinet.devices.model import Link
 from multinet.logs import TextFormatter
-from multinet.netlink import netns, restore
+from multinet.netlink import restore
 from multinet.netlink.executor import NetlinkMover
 from multinet.netlink.hoststate import read_host_state, read_host_state_sync
 from multinet.nri import NRIPlugin, PluginSettings, PodSandbox, mux, ttrpc
@@ -102,76 +103,7 @@ POD_ADDRESS = "198.51.100.2/24"
 POD_ROUTE = Route(destination="203.0.113.0/24", gateway="198.51.100.1")
 WARMUP = 3
 
-# -- the floor: raw netlink, struct-packed -----------------------------------------------------
-# A copy of bench/attach_latency.py's floor_attach, not an import: that one writes the two fixed
-# addresses of its own plan (10.77.0.2 and .3, route 10.78.0.0/16); this one takes the values
-# from the plan timed here (one address), so both paths do exactly the same kernel writes.
-
-_HDR = struct.Struct("=IHHII")
-_REQ_ACK = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK
-_CREATE_EXCL = 0x400 | 0x200
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
-    return raw + b"\0" * (-len(raw) % 4)
-
-
-def _request(sock: socket.socket, mtype: int, flags: int, body: bytes, seq: int) -> None:
-    sock.send(_HDR.pack(16 + len(body), mtype, flags, seq, 0) + body)
-    reply = sock.recv(65536)
-    (code,) = struct.unpack_from("=i", reply, 16)
-    if code:
-        raise OSError(-code, os.strerror(-code))
-
-
-def floor_attach(host_sock: socket.socket, ifindex: int, netns_path: str, plan: AttachPlan) -> None:
-    """The plan's kernel writes and nothing else: move+rename+MTU, MAC+up, address, route."""
-    assert plan.mac and plan.mtu and len(plan.addresses) == 1 and len(plan.routes) == 1
-    address, plen = plan.addresses[0].split("/")
-    dst, dst_len = plan.routes[0].destination.split("/")
-    gateway = plan.routes[0].gateway
-    assert gateway is not None
-    ns_fd = os.open(netns_path, os.O_RDONLY)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        netns.setns(ns_fd)
-        pod = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        netns.setns(home)
-        link = struct.pack("=BxHiII", 0, 0, ifindex, 0, 0)
-        move = (
-            _attr(28, struct.pack("=I", ns_fd))  # IFLA_NET_NS_FD
-            + _attr(3, plan.pod_ifname.encode() + b"\0")  # IFLA_IFNAME
-            + _attr(4, struct.pack("=I", plan.mtu))  # IFLA_MTU
-        )
-        _request(host_sock, 16, _REQ_ACK, link + move, 1)  # RTM_NEWLINK
-        mac = bytes.fromhex(plan.mac.replace(":", ""))
-        up = struct.pack("=BxHiII", 0, 0, ifindex, 1, 1) + _attr(1, mac)  # IFF_UP, IFLA_ADDRESS
-        _request(pod, 16, _REQ_ACK, up, 2)
-        addr = socket.inet_aton(address)
-        body = struct.pack("=BBBBI", socket.AF_INET, int(plen), 0, 0, ifindex)
-        body += _attr(2, addr) + _attr(1, addr)  # IFA_LOCAL, IFA_ADDRESS
-        _request(pod, 20, _REQ_ACK | _CREATE_EXCL, body, 3)  # RTM_NEWADDR
-        route = struct.pack("=BBBBBBBBI", socket.AF_INET, int(dst_len), 0, 0, 254, 3, 0, 1, 0)
-        route += _attr(1, socket.inet_aton(dst)) + _attr(5, socket.inet_aton(gateway))
-        route += _attr(4, struct.pack("=i", ifindex))  # RTA_DST, RTA_GATEWAY, RTA_OIF
-        _request(pod, 24, _REQ_ACK | _CREATE_EXCL, route, 4)  # RTM_NEWROUTE
-        pod.close()
-    finally:
-        os.close(home)
-        os.close(ns_fd)
-
-
-# -- harness -----------------------------------------------------------------------------------
-
-
-def sh(cmd: str) -> None:
-    subprocess.run(cmd, shell=True, check=True, capture_output=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+# The floor (raw netlink doing the plan's kernel writes), sh, percentile: bench/attach_latency.py
 
 
 def fresh_netns(made: list[str]) -> str:
