@@ -184,6 +184,12 @@ class AttachPlan(_Frozen):
     cni: CniPlan | None = None
 
     @property
+    def moves_nic(self) -> bool:
+        """The host NIC itself goes into the pod (host-device mode, or a CNI chain whose first
+        plugin takes it): it is away from the host, and comes back, with the pod."""
+        return self.mode == "host-device" or (self.cni is not None and self.cni.takes_device)
+
+    @property
     def key(self) -> str:
         """Unique within a node: claim UID, request and device (and share for macvlan)."""
         share = f"/{self.share_id}" if self.share_id else ""

@@ -208,7 +208,7 @@ class Attacher:
         """Published facts of the host-device NICs about to leave the host, by plan key."""
         links: dict[str, dict[str, Any]] = {}
         for plan in plans:
-            if plan.mode != "host-device" and not (plan.cni and plan.cni.takes_device):
+            if not plan.moves_nic:
                 continue  # a macvlan parent (or a sharing CNI chain's NIC) stays on the host
             link = self._published(plan.device)
             if link is not None:

@@ -43,9 +43,7 @@ def host_devices_in_pods(store: StateStore) -> Iterator[tuple[AttachPlan, Attach
     chains that move the NIC itself (a macvlan parent never leaves the host)."""
     for key, attachment in store.state.attachments.items():
         plan = store.plan(key)
-        if plan is not None and (
-            plan.mode == "host-device" or (plan.cni is not None and plan.cni.takes_device)
-        ):
+        if plan is not None and plan.moves_nic:
             yield plan, attachment
 
 

@@ -15,6 +15,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
+from pydantic.alias_generators import to_snake
 
 from multinet.api import fields, policy, problems
 from multinet.api.fields import (
@@ -361,7 +362,7 @@ def check_mode(params: NetworkParameters) -> list[str]:
         out += [
             f"{key}: not used when mode is cni; {instead}"
             for key, instead in _NOT_IN_CNI.items()
-            if getattr(params, _snake(key)) not in (None, False, [], {}, Ipam(), Ethtool())
+            if getattr(params, to_snake(key)) not in (None, False, [], {}, Ipam(), Ethtool())
         ]
     elif params.cni is not None:
         out.append(f"cni: only allowed when mode is cni (mode is {params.mode})")
@@ -379,10 +380,6 @@ _NOT_IN_CNI = {
     "ethtool": "set offloads with a CNI plugin",
     "stableMac": "the tuning plugin sets a MAC",
 }
-
-
-def _snake(key: str) -> str:
-    return "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in key)
 
 
 def cross_check(params: NetworkParameters) -> list[str]:

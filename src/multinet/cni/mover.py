@@ -95,7 +95,7 @@ class CniMover:
             )
         except CniError as exc:
             raise RestoreError(f"{subject}: {exc}") from exc
-        if host is not None and plan.cni is not None and plan.cni.takes_device:
+        if host is not None and plan.moves_nic:
             problems = await asyncio.to_thread(_restore_host, plan, host)
             if problems:
                 raise RestoreError(f"{subject}: restoring {host.ifname}: " + "; ".join(problems))
