@@ -103,6 +103,16 @@ def get(cluster: Cluster, kind: str, name: str, namespace: str | None = None) ->
     return dict(json.loads(out))
 
 
+def device_statuses(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The claim's `status.devices`, once the first entry has its networkData."""
+
+    def ready() -> list[dict[str, Any]] | None:
+        devices = get(cluster, "resourceclaim", name, namespace).get("status", {}).get("devices")
+        return devices if devices and "networkData" in devices[0] else None
+
+    return wait_for(ready, timeout=30, what=f"claim {namespace}/{name} status.devices")
+
+
 def wait_ready_network(cluster: Cluster, name: str) -> None:
     def ready() -> bool:
         conds = get(cluster, "podnetwork", name).get("status", {}).get("conditions", [])

@@ -3,6 +3,7 @@
 ``multinet``: deploy/base applied (CRDs, RBAC, admission policy) and the controller and node agent
 running as host processes under their own service accounts (localcluster.multinet). Reused when
 already running. ``e2e_namespace``: a fresh namespace per test, deleted afterwards.
+``network_cleanup``: names of PodNetworks a test made, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -30,3 +31,11 @@ def e2e_namespace(multinet: Cluster) -> Iterator[str]:
         yield name
     finally:
         multinet.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
+
+
+@pytest.fixture
+def network_cleanup(multinet: Cluster) -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for name in names:
+        multinet.kubectl("delete", "podnetwork", name, "--ignore-not-found", "--wait=false")

@@ -25,6 +25,7 @@ from support import (
     apply,
     claim,
     delete_pod,
+    device_statuses,
     events_for,
     get,
     host_link,
@@ -42,22 +43,6 @@ def _network(cluster: Cluster, **parameters: Any) -> str:
     apply(cluster, podnetwork(name, **parameters))
     wait_ready_network(cluster, name)
     return name
-
-
-@pytest.fixture
-def network_cleanup(multinet: Cluster) -> Any:
-    names: list[str] = []
-    yield names
-    for name in names:
-        multinet.kubectl("delete", "podnetwork", name, "--ignore-not-found", "--wait=false")
-
-
-def _device_status(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    def ready() -> list[dict[str, Any]] | None:
-        devices = get(cluster, "resourceclaim", name, namespace).get("status", {}).get("devices")
-        return devices if devices and "networkData" in devices[0] else None
-
-    return wait_for(ready, timeout=30, what=f"claim {namespace}/{name} status.devices")
 
 
 def test_pod_gets_the_interface_and_the_host_gets_it_back(
@@ -93,7 +78,7 @@ def test_pod_gets_the_interface_and_the_host_gets_it_back(
     assert "mtu 1300" in shown.stdout
     assert host_link(nic.name) is None  # the NIC left the host
 
-    (status,) = _device_status(multinet, e2e_namespace, "nic")
+    (status,) = device_statuses(multinet, e2e_namespace, "nic")
     assert status["data"] == {"podNetwork": net}
     assert status["networkData"]["interfaceName"] == "data0"
     assert set(status["networkData"]["ips"]) == {"198.51.100.21/24", "198.51.100.22/24"}
@@ -169,7 +154,7 @@ def test_two_pods_share_one_nic_in_macvlan_mode(
     assert sharing["reason"] in ("ConsumableCapacity", "SlotDevices"), sharing
     ips, devices = [], []
     for i in (1, 2):
-        (status,) = _device_status(multinet, e2e_namespace, f"nic{i}")
+        (status,) = device_statuses(multinet, e2e_namespace, f"nic{i}")
         assert status["data"] == {"podNetwork": net}
         if sharing["reason"] == "ConsumableCapacity":
             assert status.get("shareID")

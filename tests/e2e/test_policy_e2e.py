@@ -24,6 +24,7 @@ from support import (
     apply,
     claim,
     delete_pod,
+    device_statuses,
     events_for,
     get,
     host_link,
@@ -54,14 +55,6 @@ def _network(cluster: Cluster, cleanup: list[str], **parameters: Any) -> str:
     return name
 
 
-@pytest.fixture
-def network_cleanup(multinet: Cluster) -> Any:
-    names: list[str] = []
-    yield names
-    for name in names:
-        multinet.kubectl("delete", "podnetwork", name, "--ignore-not-found", "--wait=false")
-
-
 def in_pod(netns: str, *command: str) -> str:
     """A command run in the pod's network namespace, with the host's own tools."""
     done = subprocess.run(
@@ -78,14 +71,6 @@ def pod_netns(cluster: Cluster, namespace: str, name: str) -> str:
     ]
     assert found, f"no attachment of pod {namespace}/{name} in the agent's checkpoint"
     return str(found[0])
-
-
-def device_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        devices = get(cluster, "resourceclaim", name, namespace).get("status", {}).get("devices")
-        return devices[0] if devices and "networkData" in devices[0] else None
-
-    return wait_for(ready, timeout=30, what=f"claim {namespace}/{name} status.devices")
 
 
 def pod_event(cluster: Cluster, namespace: str, name: str, needle: str) -> str:
@@ -144,7 +129,7 @@ def test_the_pod_gets_tables_rules_neighbours_sysctls_offloads_both_families_and
     # The cluster network keeps its own subnet route on eth0.
     assert any(r.get("dev") == "eth0" for r in json.loads(in_pod(netns, "ip", "-j", "route")))
 
-    status = device_status(multinet, e2e_namespace, "nic")
+    status = device_statuses(multinet, e2e_namespace, "nic")[0]
     ips = status["networkData"]["ips"]
     assert [ip.split("/")[1] for ip in ips] == ["24", "64"], ips
     shown = multinet.kubectl("exec", "-n", e2e_namespace, "app", "--", "ip", "addr", "show", "net1")
@@ -260,7 +245,9 @@ def test_a_cni_chain_connects_two_pods_and_is_deleted_after_an_agent_sigkill(
         )
     for i in (1, 2):
         wait_running(multinet, e2e_namespace, f"app{i}")
-    ips = [device_status(multinet, e2e_namespace, f"nic{i}")["networkData"]["ips"] for i in (1, 2)]
+    ips = [
+        device_statuses(multinet, e2e_namespace, f"nic{i}")[0]["networkData"]["ips"] for i in (1, 2)
+    ]
     assert all(len(ip) == 1 and ip[0].startswith("198.18.100.") for ip in ips), ips
     assert ips[0] != ips[1]
     assert len(leases(cni_name)) == 2
@@ -351,7 +338,7 @@ def test_a_host_device_cni_chain_takes_the_nic_and_gives_it_back_exact(
     )
     assert "203.0.113.70/24" in shown.stdout
     assert host_link(nic.name) is None  # the chain moved the NIC itself
-    status = device_status(multinet, e2e_namespace, "nic")
+    status = device_statuses(multinet, e2e_namespace, "nic")[0]
     assert status["networkData"]["ips"] == ["203.0.113.70/24"]
     # While in the pod the NIC stays published, so its allocation stays valid.
     slices = json.loads(multinet.kubectl("get", "resourceslices", "-o", "json").stdout)
