@@ -208,12 +208,14 @@ class Checkpoint:
     # -- the attach side's StateStore (multinet.agent.contracts) ------------------------------
 
     def plan(self, key: str) -> AttachPlan | None:
-        """The prepared plan with this key, if any claim holds it."""
-        for claim in self._state.claims.values():
-            for plan in claim.plans:
-                if plan.key == key:
-                    return plan
-        return None
+        """The prepared plan with this key, if any claim holds it.
+
+        A key starts with its claim's UID (`AttachPlan.key`), and claims are stored by UID, so
+        this looks at one claim's plans, not at every plan on the node."""
+        claim = self._state.claims.get(key.split("/", 1)[0])
+        if claim is None:
+            return None
+        return next((plan for plan in claim.plans if plan.key == key), None)
 
     async def record(self, attachments: Iterable[Attachment]) -> None:
         """Set these attachments (by plan key) and persist before returning."""

@@ -390,9 +390,13 @@ async def test_serves_the_attach_side_state_store(tmp_path: Path) -> None:
     cp = Checkpoint.open(tmp_path)
     async with cp.update() as draft:
         draft.claims["uid-1"] = _claim(1)
+        draft.claims["uid-2"] = _claim(2)
     key = cp.state.claims["uid-1"].plans[0].key
     assert cp.plan(key) == cp.state.claims["uid-1"].plans[0]
+    other = cp.state.claims["uid-2"].plans[0]
+    assert cp.plan(other.key) == other
     assert cp.plan("nope") is None
+    assert cp.plan(key + "-other-device") is None  # the claim exists, the plan does not
     att = Attachment(plan_key=key, pod_uid="pod-1", pod="ns/p", netns="/x", phase="attaching")
     await cp.record([att])
     assert load_state(cp.path).attachments == {key: att}
