@@ -37,6 +37,9 @@ Reported:
               exact value; dranet: its own log line "RunPodSandbox Pod ns/name UID .. took D"
               (cross-checked with the _sum delta of dranet_driver_nri_plugin_requests_latency_
               seconds{method="RunPodSandbox",status="success"} from its /metrics)
+  prepare     NodePrepareResources as the kubelet times it (its dra_grpc_operations_duration_
+              seconds{driver_name,method_name=".../NodePrepareResources"}, read through the
+              apiserver's node proxy before and after each driver pod: the _sum delta)
   RSS         VmRSS of /proc/<pid>/status of each agent process, idle before the rounds and after
 Every pod is checked: the claim is allocated by the expected driver, `net1` in the pod has the
 address, and the NIC left the host; the other driver's NIC never moves.
@@ -413,7 +416,10 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 def scrape(url: str) -> Samples:
     with urllib.request.urlopen(url, timeout=10) as reply:
-        text = reply.read().decode()
+        return parse_samples(reply.read().decode())
+
+
+def parse_samples(text: str) -> Samples:
     out: Samples = {}
     for line in text.splitlines():
         m = _METRIC.match(line)
@@ -427,10 +433,19 @@ def metric(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def metric_sum(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over every series of `name` whose labels include these (others may differ)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
 MN_ATTACH = "multinet_agent_attach_seconds"
 DN_NRI = "dranet_driver_nri_plugin_requests_latency_seconds"
 SLICE_WRITES = "multinet_agent_slice_writes_total"
 DN_RUN = {"method": "RunPodSandbox", "status": "success"}
+#: The kubelet's own timing of each driver's gRPC calls (method label: the full gRPC method).
+KUBELET_GRPC = "dra_grpc_operations_duration_seconds"
+PREPARE_METHOD = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources"
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -538,6 +553,7 @@ class Sample:
     ready_ms: float  # create call -> watch saw Ready
     api_ready_s: float  # creationTimestamp -> Ready lastTransitionTime (1 s resolution)
     hook_ms: float | None = None  # the driver's RunPodSandbox figure
+    prepare_ms: float | None = None  # NodePrepareResources as the kubelet timed it
     metric_ms: float | None = None  # dranet: from its /metrics, as a cross-check
 
 
@@ -573,6 +589,7 @@ class Bench:
         assert self.watch is not None
         before_mn = scrape(MULTINET_METRICS) if kind == "multinet" else {}
         before_dn = scrape(DRANET_METRICS) if kind == "dranet" else {}
+        before_kubelet = self.kubelet_samples() if kind != "plain" else {}
         log = self.cluster.processes.log_path(DRANET)
         offset = log.stat().st_size
         template = None if kind == "plain" else kind
@@ -603,8 +620,29 @@ class Bench:
                 total = metric(after, f"{DN_NRI}_sum", **DN_RUN)
                 sample.metric_ms = (total - metric(before_dn, f"{DN_NRI}_sum", **DN_RUN)) * 1e3
         if kind != "plain":
+            sample.prepare_ms = self._prepare_ms(kind, before_kubelet, name)
             self._check(kind, pod)
         return sample
+
+    def kubelet_samples(self) -> Samples:
+        text = self.core.connect_get_node_proxy_with_path(self.cluster.node_name, "metrics")
+        return parse_samples(text)
+
+    def _prepare_ms(self, kind: str, before: Samples, name: str) -> float:
+        """The one NodePrepareResources call this pod cost its driver, as the kubelet timed it
+        (the _sum delta of the kubelet's histogram: exact, not bucket-interpolated)."""
+        labels = {
+            "driver_name": MULTINET_DRIVER if kind == "multinet" else DRANET_DRIVER,
+            "method_name": PREPARE_METHOD,
+        }
+        after = self.kubelet_samples()
+        count = metric_sum(after, f"{KUBELET_GRPC}_count", **labels) - metric_sum(
+            before, f"{KUBELET_GRPC}_count", **labels
+        )
+        if count != 1:
+            raise RuntimeError(f"{name}: {count:g} NodePrepareResources calls, expected 1")
+        total = metric_sum(after, f"{KUBELET_GRPC}_sum", **labels)
+        return (total - metric_sum(before, f"{KUBELET_GRPC}_sum", **labels)) * 1e3
 
     def _multinet_hook(self, before: Samples, name: str) -> float:
         """The one attach observation this pod added (observed before the hook answers)."""
@@ -748,6 +786,12 @@ def table(run: Run) -> list[str]:
             return "-"
         return f"{percentile(values, 50):.1f} ms (mean {statistics.fmean(values):.1f})"
 
+    def prepare(kind: str) -> str:
+        values = [s.prepare_ms for s in run.of(kind) if s.prepare_ms is not None]
+        if not values:
+            return "-"
+        return f"{percentile(values, 50):.1f} ms (mean {statistics.fmean(values):.1f})"
+
     def over(kind: str) -> str:
         values = overheads(run, kind)
         return f"{percentile(values, 50):+.0f} ms"
@@ -759,6 +803,8 @@ def table(run: Run) -> list[str]:
         "| | multinet | dranet |",
         "|---|---|---|",
         f"| RunPodSandbox hook, p50 (mean) | {hook('multinet')} | {hook('dranet')} |",
+        f"| NodePrepareResources (kubelet's timing), p50 (mean) | {prepare('multinet')} "
+        f"| {prepare('dranet')} |",
         f"| pod start overhead vs plain, p50 | {over('multinet')} | {over('dranet')} |",
         f"| RSS idle | {mib(run.rss_idle, 'multinet')} | {mib(run.rss_idle, 'dranet')} |",
         f"| RSS after the rounds | {mib(run.rss_after, 'multinet')} "
@@ -797,6 +843,9 @@ def report(run: Run, count: int, command: str) -> None:
     for kind in ("multinet", "dranet"):
         hooks = " ".join(f"{s.hook_ms:.1f}" for s in run.of(kind) if s.hook_ms is not None)
         print(f"  {kind} hook per pod (ms): {hooks}")
+    for kind in ("multinet", "dranet"):
+        prepares = " ".join(f"{s.prepare_ms:.1f}" for s in run.of(kind) if s.prepare_ms is not None)
+        print(f"  {kind} NodePrepareResources per pod (ms, kubelet): {prepares}")
     cross = [s.metric_ms for s in run.of("dranet") if s.metric_ms is not None]
     if cross:
         print(

@@ -148,7 +148,7 @@ def _wire(
     preparer = ClaimPreparer(
         node_name=settings.node_name,
         checkpoint=checkpoint,
-        lookups=ApiLookups(api),
+        lookups=ApiLookups(api, cached=networks.body),
         devices=PublishedDevices(publish),
         reservations=Reservations(api),
         read_host=read_host_state,

@@ -3,10 +3,16 @@
 Both come back as plain JSON documents (camelCase keys, exactly as the apiserver sent them), read
 without the client's model classes so fields newer than the client survive and nothing is
 re-validated on the way. API errors are mapped to ClaimError here, once.
+
+The PodNetwork is read from the agent's own watch of PodNetworks when it holds it (``cached``):
+the device was bound to the network by that same view, so its parameters are consistent with
+the binding, and a prepare saves an API round trip. A network the watch does not hold (not
+listed yet) is read from the API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -18,9 +24,15 @@ from multinet.kube.errors import ApiError, NotFound, translated
 
 
 class ApiLookups:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        cached: Callable[[str], Mapping[str, Any] | None] = lambda _name: None,
+    ) -> None:
         self._resource = client.ResourceV1Api(api)
         self._objects = client.CustomObjectsApi(api)
+        self._cached = cached
 
     async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ResourceClaim (resource.k8s.io/v1), None when it does not exist."""
@@ -56,6 +68,19 @@ class ApiLookups:
 
     async def get_network_parameters(self, network: str) -> NetworkParameters:
         """The validated parameters of an enabled PodNetwork of ours; ClaimError / ConfigError."""
+        doc = self._cached(network)
+        if doc is None:
+            doc = await self._read_network(network)
+        spec = doc.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(["spec: must be an object"], subject=f"PodNetwork {network}")
+        if not podnetwork.is_ours(spec.get("provider")):
+            raise ClaimError(f"PodNetwork {network}: provider {spec.get('provider')!r} is not ours")
+        if spec.get("enabled") is False:
+            raise ClaimError(f"PodNetwork {network} is disabled (spec.enabled: false)")
+        return parameters.parse(spec.get("parameters"), prefix=f"PodNetwork {network} parameters")
+
+    async def _read_network(self, network: str) -> Mapping[str, Any]:
         try:
             with translated(f"PodNetwork {network}"):
                 response: Any = await self._objects.get_cluster_custom_object(
@@ -75,11 +100,4 @@ class ApiLookups:
             doc = documents.loads(raw)
         except ValueError as exc:
             raise ConfigError(["the object is not JSON"], subject=f"PodNetwork {network}") from exc
-        spec = (doc.get("spec") if isinstance(doc, dict) else None) or {}
-        if not isinstance(spec, dict):
-            raise ConfigError(["spec: must be an object"], subject=f"PodNetwork {network}")
-        if not podnetwork.is_ours(spec.get("provider")):
-            raise ClaimError(f"PodNetwork {network}: provider {spec.get('provider')!r} is not ours")
-        if spec.get("enabled") is False:
-            raise ClaimError(f"PodNetwork {network} is disabled (spec.enabled: false)")
-        return parameters.parse(spec.get("parameters"), prefix=f"PodNetwork {network} parameters")
+        return doc if isinstance(doc, dict) else {}

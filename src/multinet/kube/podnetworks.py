@@ -81,6 +81,10 @@ class PodNetworkWatcher:
             self.selectors = selectors
             self.changed.set()
 
+    def body(self, name: str) -> Mapping[str, Any] | None:
+        """The PodNetwork as the watch last saw it; None if not seen (or deleted)."""
+        return self._bodies.get(name)
+
     def uids(self) -> dict[str, str]:
         return {n: str((b.get("metadata") or {}).get("uid") or "") for n, b in self._bodies.items()}
 
