@@ -79,8 +79,11 @@ async def test_list_then_events_decoded_by_us() -> None:
     )
     items, rv = await watching.list_objects(custom, RES)
     assert rv == "7" and items == [{"metadata": {"name": "a"}}]
-    seen = [(k, o["metadata"]["name"]) async for k, o in watching.watch_events(custom, RES, rv, 5)]
-    assert seen == [("ADDED", "b"), ("MODIFIED", "d"), ("DELETED", "a")]
+    seen = [
+        (k, o["metadata"].get("name") or o["metadata"]["resourceVersion"])
+        async for k, o in watching.watch_events(custom, RES, rv, 5)
+    ]
+    assert seen == [("ADDED", "b"), ("BOOKMARK", "9"), ("MODIFIED", "d"), ("DELETED", "a")]
     watch_call = custom.calls[-1]
     assert watch_call["resource_version"] == "7" and watch_call["allow_watch_bookmarks"]
     assert custom.watch_response is not None and custom.watch_response.closed
@@ -135,6 +138,46 @@ async def test_run_relists_at_once_on_gone_and_backs_off_on_errors() -> None:
     assert events == ["3"]
     assert relists[1] - relists[0] < 0.15  # Gone: no wait
     assert relists[2] - relists[1] >= 0.19  # an error: the backoff's first delay
+
+
+async def test_run_resumes_from_the_last_resource_version_when_the_server_ends_the_watch() -> None:
+    """No re-list at rest: a watch the server ended (its timeout) resumes from the newest
+    resourceVersion seen, a bookmark's included; bookmarks never reach ``on_event``."""
+    relists = 0
+    watched: list[str] = []
+    ended = {
+        "7": [("ADDED", {"metadata": {"name": "a", "resourceVersion": "8"}})],
+        "8": [("BOOKMARK", {"metadata": {"resourceVersion": "12"}})],
+        "12": [("MODIFIED", {"metadata": {"name": "a", "resourceVersion": "13"}})],
+    }
+
+    async def relist() -> str:
+        nonlocal relists
+        relists += 1
+        return "7"
+
+    async def watch(rv: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        watched.append(rv)
+        for event in ended.get(rv, []):
+            yield event
+        if rv not in ended:
+            await asyncio.Event().wait()  # quiet from here on
+
+    events: list[tuple[str, str]] = []
+    task = asyncio.create_task(
+        watching.run(
+            "things", relist, watch, lambda k, o: events.append((k, o["metadata"]["name"]))
+        )
+    )
+    async with asyncio.timeout(5):
+        while len(watched) < 4:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert relists == 1
+    assert watched == ["7", "8", "12", "13"]
+    assert events == [("ADDED", "a"), ("MODIFIED", "a")]
 
 
 def test_backoff_delays() -> None:

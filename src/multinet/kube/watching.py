@@ -1,10 +1,13 @@
 """The one list + watch loop, shared by the node agent (PodNetworks) and the controller
 (PodNetworks, ResourceClaims).
 
-``run`` lists, watches from the list's resourceVersion, and starts over with a fresh list when the
-server ends the watch (``timeout_seconds``: a periodic re-list is the safety net for anything
-missed), at once on 410 Gone (the resourceVersion expired), and after any other error with capped
-backoff (e.g. while the apiserver restarts). Lists and watch events are decoded by us with
+``run`` lists, watches from the list's resourceVersion, and when the server ends the watch
+(``timeout_seconds``) watches again from the last resourceVersion it saw (an event's or a
+bookmark's), as client-go's reflector does: a watch resumed from a resourceVersion misses nothing,
+and re-listing every object each time the server ends a watch cost every node agent a full list of
+the cluster's PodNetworks every few minutes, all of them at about the same time. It starts over
+with a fresh list at once on 410 Gone (the resourceVersion expired), and after any other error with
+capped backoff (e.g. while the apiserver restarts). Lists and watch events are decoded by us with
 ``documents.loads``, not by the client: one object nested deeper than Python's decoder follows must
 not make every list fail. Objects are plain JSON dicts (camelCase, as stored).
 """
@@ -69,8 +72,9 @@ async def list_objects(custom: Any, resource: Resource) -> tuple[list[Object], s
 async def watch_events(
     custom: Any, resource: Resource, resource_version: str, timeout_seconds: int
 ) -> AsyncIterator[tuple[str, Object]]:
-    """(type, object) of each ADDED/MODIFIED/DELETED event until the server ends the watch;
-    an ERROR event raises (``Gone`` for an expired resourceVersion). Bookmarks are skipped."""
+    """(type, object) of each ADDED/MODIFIED/DELETED/BOOKMARK event until the server ends the
+    watch; an ERROR event raises (``Gone`` for an expired resourceVersion). A bookmark carries
+    only a resourceVersion (where to resume); ``run`` does not hand it to ``on_event``."""
     args, kwargs = resource._args()
     what = f"watch {resource}"
     with translated(what):
@@ -94,7 +98,7 @@ async def watch_events(
             kind, obj = event.get("type"), event.get("object")
             if kind == "ERROR":
                 raise _status_error(obj, what)
-            if kind in ("ADDED", "MODIFIED", "DELETED") and isinstance(obj, dict):
+            if kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK") and isinstance(obj, dict):
                 yield str(kind), obj
     finally:
         response.close()  # an unfinished stream: drop the connection, do not return it to the pool
@@ -118,19 +122,32 @@ async def run(
     backoff: Backoff = BACKOFF,
 ) -> NoReturn:
     """Forever: ``relist()`` (hands the items over, returns the resourceVersion), then feed each
-    event of ``watch(resourceVersion)`` to ``on_event``; start over as the module docstring says."""
+    event of ``watch(resourceVersion)`` to ``on_event``; resume or start over as the module
+    docstring says."""
     retry = Retry(backoff)
+    resource_version = ""  # empty: list first
     while True:
         try:
-            resource_version = await relist()
-            retry.reset()
+            if not resource_version:
+                resource_version = await relist()
+                retry.reset()
             async for kind, obj in watch(resource_version):
-                on_event(kind, obj)
+                resource_version = _resource_version(obj) or resource_version
+                if kind != "BOOKMARK":
+                    on_event(kind, obj)
         except asyncio.CancelledError:
             raise
         except Gone:
             log.debug("%s watch expired; re-listing", what)
+            resource_version = ""
         except Exception as exc:  # connection refused while the apiserver restarts, ...
+            resource_version = ""
             delay = retry.failed()
             log.warning("%s watch failed (%s); re-listing in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
+
+
+def _resource_version(obj: Object) -> str:
+    meta = obj.get("metadata")
+    version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else ""
