@@ -3,9 +3,13 @@
 ``PodNetworkWatcher.run()`` keeps ``selectors`` (the Ready networks of provider multinet.dev, as
 ``NetworkSelector``s) current and sets ``changed`` whenever that set changes, so a disabled,
 not-Ready or deleted network loses its devices at the next publish, within the debounce delay.
-The watch restarts from a fresh list on 410 Gone, on any error (with backoff, e.g. while the
-apiserver restarts) and when the server ends it; a re-list that yields the same selectors wakes
-nobody.
+The watch resumes where it was when the server ends it, and restarts from a fresh list on 410
+Gone and on any error (with backoff, e.g. while the apiserver restarts); a re-list that yields the
+same selectors wakes nobody.
+
+Cost per event: only the network the event is about is judged again, and the log names only the
+networks whose verdict changed. Judging every network on every event (and logging all of them)
+made a burst of N new networks cost each node N^2 judgements and N log lines of N names.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ def _judge(name: str, body: Mapping[str, Any]) -> networks.Verdict | None:
         return networks.Verdict(name, None, f"cannot be judged: {exc!r}")
 
 
+def _selector(verdicts: Mapping[str, networks.Verdict | None], name: str) -> NetworkSelector | None:
+    verdict = verdicts.get(name)
+    return verdict.selector if verdict else None
+
+
+def _reason(verdicts: Mapping[str, networks.Verdict | None], name: str) -> str:
+    verdict = verdicts.get(name)
+    return verdict.reason if verdict else "gone or not ours"
+
+
 class PodNetworkWatcher:
     def __init__(
         self,
@@ -58,6 +72,7 @@ class PodNetworkWatcher:
         self.watch_timeout_seconds = watch_timeout_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._bodies: dict[str, Mapping[str, Any]] = {}
+        self._verdicts: dict[str, networks.Verdict | None] = {}
         self.selectors: tuple[NetworkSelector, ...] = ()
         self.changed = asyncio.Event()
         self.synced = asyncio.Event()  # set after the first successful list
@@ -65,21 +80,25 @@ class PodNetworkWatcher:
 
     # -- state ---------------------------------------------------------------------------
 
-    def _recompute(self) -> None:
-        verdicts = [_judge(n, b) for n, b in self._bodies.items()]
-        selectors = tuple(
-            sorted((v.selector for v in verdicts if v and v.selector), key=lambda s: s.name)
+    def _recompute(self, before: Mapping[str, networks.Verdict | None]) -> None:
+        """``self._verdicts`` changed at the names of ``before`` (their earlier verdicts): if a
+        network starts or stops binding, rebuild ``selectors``, say so and set ``changed``."""
+        now = self._verdicts
+        moved = sorted(n for n in before if _selector(before, n) != _selector(now, n))
+        if not moved:
+            return
+        self.selectors = tuple(
+            sorted((v.selector for v in now.values() if v and v.selector), key=lambda s: s.name)
         )
-        if selectors != self.selectors:
-            usable = {s.name for s in selectors}
-            unusable = {v.name: v.reason for v in verdicts if v and v.name not in usable}
-            log.info(
-                "networks binding devices: %s; not binding: %s",
-                sorted(usable) or "none",
-                unusable or "none",
-            )
-            self.selectors = selectors
-            self.changed.set()
+        binding = [n for n in moved if _selector(now, n)]
+        stopped = {n: _reason(now, n) for n in moved if not _selector(now, n)}
+        log.info(
+            "networks binding devices now: %s; no longer or not binding: %s (%d binding in all)",
+            binding or "none",
+            stopped or "none",
+            len(self.selectors),
+        )
+        self.changed.set()
 
     def body(self, name: str) -> Mapping[str, Any] | None:
         """The PodNetwork as the watch last saw it; None if not seen (or deleted)."""
@@ -94,7 +113,8 @@ class PodNetworkWatcher:
         # An item without a readable name cannot be watched or bound; the others still are.
         items, resource_version = await watching.list_objects(self._custom, PODNETWORKS)
         self._bodies = {name: i for i in items if (name := networks.name_of(i))}
-        self._recompute()
+        before, self._verdicts = self._verdicts, {n: _judge(n, b) for n, b in self._bodies.items()}
+        self._recompute({n: before.get(n) for n in before.keys() | self._verdicts.keys()})
         self.synced.set()
         return resource_version
 
@@ -102,11 +122,14 @@ class PodNetworkWatcher:
         name = networks.name_of(obj)
         if not name:
             return
+        old = self._verdicts.get(name)
         if kind == "DELETED":
             self._bodies.pop(name, None)
+            self._verdicts.pop(name, None)
         else:
             self._bodies[name] = obj
-        self._recompute()
+            self._verdicts[name] = _judge(name, obj)
+        self._recompute({name: old})
 
     async def run(self) -> None:
         """Forever: list, watch, and start over after errors (see ``kube.watching``)."""
