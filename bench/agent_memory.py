@@ -246,8 +246,9 @@ print(json.dumps({"before": s0, "after": s1}))
 )
 
 # The agent's long-lived servers without an apiserver or containerd: the inventory thread, both
-# kubelet gRPC servers (grpc.aio: its own C threads), /healthz + /metrics (aiohttp) and the
-# netlink pool; then RSS, and CPU time and wakeups per thread over IDLE seconds of nothing.
+# kubelet gRPC servers (grpclib, on the event loop: no threads of their own), /healthz +
+# /metrics (aiohttp) and the netlink pool; then RSS, and CPU time and wakeups per thread over
+# IDLE seconds of nothing.
 _IDLE = (
     _STATUS
     + _DEVICES
@@ -515,7 +516,7 @@ def idle(seconds: float, runs: int, devices: int) -> None:
             f" {min(wakeups):>5.1f}-{max(wakeups):.1f}"
         )
     busiest = ", ".join(f"{name} {rate:.1f}/s" for _ticks, rate, name in got[-1]["threads"])
-    print(f"(most wakeups, last run: {busiest}; (C) = a thread of grpc's core)")
+    print(f"(most wakeups, last run: {busiest}; (C) = a thread not started by Python's threading)")
     print()
 
 

@@ -42,8 +42,8 @@ BASE_REF = "localhost/multinet-base:bookworm"
 BASE_SUITE = "bookworm"
 #: On top of the essential set (dpkg, coreutils, bash, ...): the interpreter, its venv module (the
 #: Dockerfile installs into a virtualenv), the CA bundle (pip fetches over TLS) and the C++
-#: runtime grpcio's extension links against (python:3.11-slim has it too). No apt, no perl, no
-#: iproute2: the agent speaks netlink itself (pyroute2).
+#: runtime protobuf's and frozenlist's extensions link against (python:3.11-slim has it too). No
+#: apt, no perl, no iproute2: the agent speaks netlink itself (pyroute2).
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libstdc++6")
 _MMDEBSTRAP_OPTIONS = (
     "--variant=essential",

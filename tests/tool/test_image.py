@@ -121,8 +121,8 @@ def _buildah(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(image.buildah_command(*args), capture_output=True, text=True, check=True)
 
 
-#: Imports every module of the package: `--help` alone imports few of them (grpc, whose extension
-#: needs the base's libstdc++, only when the agent serves the kubelet).
+#: Imports every module of the package: `--help` alone imports few of them (protobuf, whose
+#: extension needs the base's libstdc++, only when the agent serves the kubelet).
 IMPORT_ALL = """
 import importlib, pkgutil, multinet
 names = [m.name for m in pkgutil.walk_packages(multinet.__path__, "multinet.")]

@@ -1,8 +1,11 @@
-"""The real grpc aio servers on temporary unix sockets, driven by a real grpc client.
+"""The real grpclib servers on temporary unix sockets, driven by a real grpc (C core) client.
 
 Cases: registration GetInfo answers as the kubelet expects; NotifyRegistrationStatus is kept;
 an empty request succeeds; every claim gets an entry; failures are per-claim error strings;
-v1beta1 speaks the same; calls are serialised; sockets: stale removed, unlinked on stop.
+v1beta1 speaks the same; calls are serialised; an unknown method is UNIMPLEMENTED; sockets:
+stale removed, unlinked on stop. Stopping as grpcio's server did: a call in flight gets the
+grace to answer, a call that arrives meanwhile is UNAVAILABLE, a call still running after the
+grace is answered UNAVAILABLE and the client's connection is closed.
 """
 
 from __future__ import annotations
@@ -11,21 +14,20 @@ import asyncio
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
+from grpcclient import Stub
 
 from multinet.errors import ConfigError
+from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as health_pb
 from multinet.kubelet._pb import dra_v1_pb2 as v1
-from multinet.kubelet._pb import dra_v1_pb2_grpc as v1_grpc
 from multinet.kubelet._pb import dra_v1beta1_pb2 as v1beta1
-from multinet.kubelet._pb import dra_v1beta1_pb2_grpc as v1beta1_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as reg
-from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
 from multinet.kubelet.dra import PreparedDevice
 from multinet.kubelet.server import KubeletPlugin
 from multinet.plans import ClaimRef
@@ -90,7 +92,7 @@ async def test_get_info_answers_like_a_dra_plugin(
 ) -> None:
     server, _ = plugin
     async with grpc.aio.insecure_channel(f"unix://{server.registration_socket}") as ch:
-        stub = reg_grpc.RegistrationStub(ch)
+        stub = Stub(ch, reg, "Registration")
         info = await stub.GetInfo(reg.InfoRequest())
         assert info.type == "DRAPlugin"
         assert info.name == "multinet.dev"
@@ -116,7 +118,7 @@ async def test_get_info_answers_like_a_dra_plugin(
 async def test_empty_requests_succeed(plugin: tuple[KubeletPlugin, FakePreparer]) -> None:
     server, _ = plugin
     async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
-        stub = v1_grpc.DRAPluginStub(ch)
+        stub = Stub(ch, v1, "DRAPlugin")
         assert len((await stub.NodePrepareResources(v1.NodePrepareResourcesRequest())).claims) == 0
         resp = await stub.NodeUnprepareResources(v1.NodeUnprepareResourcesRequest())
         assert len(resp.claims) == 0
@@ -128,7 +130,7 @@ async def test_every_claim_gets_an_entry_with_its_own_error(
     server, fake = plugin
     claims = [_claim("good", "u1"), _claim("bad", "u2"), _claim("boom", "u3"), _claim("ok", "u4")]
     async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
-        stub = v1_grpc.DRAPluginStub(ch)
+        stub = Stub(ch, v1, "DRAPlugin")
         resp = await stub.NodePrepareResources(v1.NodePrepareResourcesRequest(claims=claims))
     assert set(resp.claims) == {"u1", "u2", "u3", "u4"}
     good = resp.claims["u1"]
@@ -149,7 +151,7 @@ async def test_unprepare_reports_per_claim(plugin: tuple[KubeletPlugin, FakePrep
     server, fake = plugin
     claims = [_claim("a", "u1"), _claim("boom", "u2")]
     async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
-        stub = v1_grpc.DRAPluginStub(ch)
+        stub = Stub(ch, v1, "DRAPlugin")
         resp = await stub.NodeUnprepareResources(v1.NodeUnprepareResourcesRequest(claims=claims))
     assert resp.claims["u1"].error == ""
     assert "kaputt" in resp.claims["u2"].error
@@ -162,7 +164,7 @@ async def test_v1beta1_is_served_without_share_id(
     server, _ = plugin
     claims = [_claim("good", "u1", v1beta1), _claim("bad", "u2", v1beta1)]
     async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
-        stub = v1beta1_grpc.DRAPluginStub(ch)
+        stub = Stub(ch, v1beta1, "DRAPlugin")
         resp = await stub.NodePrepareResources(v1beta1.NodePrepareResourcesRequest(claims=claims))
         assert [d.device_name for d in resp.claims["u1"].devices] == ["eth-x"]
         assert "config.interfaceName" in resp.claims["u2"].error
@@ -173,8 +175,8 @@ async def test_v1beta1_is_served_without_share_id(
 async def test_concurrent_calls_are_serialised(plugin: tuple[KubeletPlugin, FakePreparer]) -> None:
     server, fake = plugin
     async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
-        v1stub = v1_grpc.DRAPluginStub(ch)
-        betastub = v1beta1_grpc.DRAPluginStub(ch)
+        v1stub = Stub(ch, v1, "DRAPlugin")
+        betastub = Stub(ch, v1beta1, "DRAPlugin")
         await asyncio.gather(
             *(
                 v1stub.NodePrepareResources(
@@ -193,6 +195,93 @@ async def test_concurrent_calls_are_serialised(plugin: tuple[KubeletPlugin, Fake
     assert fake.max_active == 1
 
 
+async def test_an_unserved_method_is_unimplemented(
+    plugin: tuple[KubeletPlugin, FakePreparer],
+) -> None:
+    # Kubelet 1.36 opens the health stream on every driver's socket; unserved, it must read
+    # UNIMPLEMENTED (this plugin was made without the health service).
+    server, _ = plugin
+    async with grpc.aio.insecure_channel(f"unix://{server.dra_socket}") as ch:
+        call = Stub(ch, health_pb, "DRAResourceHealth").NodeWatchResources(
+            health_pb.NodeWatchResourcesRequest()
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+class GatedPreparer(FakePreparer):
+    """Prepares once `gate` is set; `entered` tells that a call is in the preparer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def prepare(self, claim: ClaimRef) -> Sequence[PreparedDevice]:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().prepare(claim)
+
+
+async def _eventually(check: Callable[[], bool], what: str) -> None:
+    """Polls `check` for up to 5 s."""
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after 5 s waiting for {what}")
+
+
+async def test_stop_lets_a_call_in_flight_answer_and_refuses_new_ones(short_root: Path) -> None:
+    fake = GatedPreparer()
+    plugin = KubeletPlugin(preparer=fake, kubelet_root=short_root)
+    await plugin.start()
+    async with grpc.aio.insecure_channel(f"unix://{plugin.dra_socket}") as ch:
+        stub = Stub(ch, v1, "DRAPlugin")
+        in_flight = stub.NodePrepareResources(
+            v1.NodePrepareResourcesRequest(claims=[_claim("a", "u1")])
+        )
+        await fake.entered.wait()
+        stopping = asyncio.create_task(plugin.stop(grace=10))
+        # stop() is under way: the socket goes first
+        await _eventually(lambda: not plugin.dra_socket.exists(), "the DRA socket to go")
+        assert not plugin.registration_socket.exists()
+
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await stub.NodePrepareResources(v1.NodePrepareResourcesRequest())
+        assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not stopping.done()
+
+        fake.gate.set()
+        assert (await in_flight).claims["u1"].devices[0].device_name == "eth-x"
+        async with asyncio.timeout(5):
+            await stopping
+
+
+async def test_stop_cancels_what_outlives_the_grace_and_closes_connections(
+    short_root: Path,
+) -> None:
+    fake = GatedPreparer()  # never opened: the call outlives any grace
+    plugin = KubeletPlugin(preparer=fake, kubelet_root=short_root)
+    await plugin.start()
+    async with grpc.aio.insecure_channel(f"unix://{plugin.dra_socket}") as ch:
+        in_flight = Stub(ch, v1, "DRAPlugin").NodePrepareResources(
+            v1.NodePrepareResourcesRequest(claims=[_claim("a", "u1")])
+        )
+        await fake.entered.wait()
+        assert ch.get_state() == grpc.ChannelConnectivity.READY
+        async with asyncio.timeout(5):
+            await plugin.stop(grace=0.2)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await in_flight
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details() == "Cancelling all calls"  # grpcio's server said the same
+        async with asyncio.timeout(5):  # the server hung up: the channel leaves READY
+            await ch.wait_for_state_change(grpc.ChannelConnectivity.READY)
+    assert fake.prepared == []
+
+
 async def test_stale_sockets_are_replaced_and_removed_on_stop(short_root: Path) -> None:
     plugin = KubeletPlugin(preparer=FakePreparer(), kubelet_root=short_root)
     for path in (plugin.registration_socket, plugin.dra_socket):
@@ -204,7 +293,7 @@ async def test_stale_sockets_are_replaced_and_removed_on_stop(short_root: Path) 
     await plugin.start()
     try:
         async with grpc.aio.insecure_channel(f"unix://{plugin.registration_socket}") as ch:
-            info = await reg_grpc.RegistrationStub(ch).GetInfo(reg.InfoRequest())
+            info = await Stub(ch, reg, "Registration").GetInfo(reg.InfoRequest())
             assert info.name == "multinet.dev"
     finally:
         await plugin.stop(0)

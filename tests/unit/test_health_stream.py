@@ -22,14 +22,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpcclient import Stub
 from publishdoubles import EmptyPool, Snapshots, StaticNetworks
 
 from multinet.agent.publish import PublishLoop
 from multinet.devices.model import HostSnapshot, Link
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
-from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as pb_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as reg
-from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
 from multinet.kubelet.device_health import (
     NOT_WATCHED_MESSAGE,
     DeviceHealthServicer,
@@ -74,7 +73,7 @@ class Agent:
     def watch(
         self,
     ) -> grpc.aio.UnaryStreamCall[pb.NodeWatchResourcesRequest, pb.NodeWatchResourcesResponse]:
-        stub = pb_grpc.DRAResourceHealthStub(self.channel)
+        stub = Stub(self.channel, pb, "DRAResourceHealth")
         call: grpc.aio.UnaryStreamCall[
             pb.NodeWatchResourcesRequest, pb.NodeWatchResourcesResponse
         ] = stub.NodeWatchResources(pb.NodeWatchResourcesRequest())
@@ -188,7 +187,7 @@ async def test_shutdown_ends_the_stream_with_ok(agent: Agent) -> None:
 async def test_registration_lists_health_after_the_dra_versions(agent: Agent) -> None:
     path = f"unix://{agent.plugin.registration_socket}"
     async with grpc.aio.insecure_channel(path) as channel:
-        stub = reg_grpc.RegistrationStub(channel)
+        stub = Stub(channel, reg, "Registration")
         info = await stub.GetInfo(reg.InfoRequest())
     assert list(info.supported_versions) == [
         "v1.DRAPlugin",

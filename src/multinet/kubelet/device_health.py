@@ -22,8 +22,9 @@ stream. Nothing breaks (device health just does not reach pod status); `stream_n
 tells the agent so, once, so it can say it where users look (an Event on the Node).
 
 Ending: a kubelet cancel (deregistration, kubelet restart) cancels the handler task, which we
-let propagate. On shutdown `close()` makes every open stream return normally, so the kubelet
-sees a clean end of stream (EOF) instead of an error; it reconnects to the next agent.
+let propagate (grpclib logs it at INFO). On shutdown `close()` makes every open stream return
+normally, so the kubelet sees a clean end of stream (EOF) instead of an error; it reconnects to
+the next agent.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Collection
-from typing import Any, Protocol
+from collections.abc import Awaitable, Collection
+from typing import Protocol
 
+from grpclib.server import Stream
+
+from multinet.kubelet._pb import dra_health_v1alpha1_grpc as pb_grpc
 from multinet.kubelet._pb import dra_health_v1alpha1_pb2 as pb
-from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class DeviceSource(Protocol):
         ...
 
 
-class DeviceHealthServicer(pb_grpc.DRAResourceHealthServicer):
+class DeviceHealthServicer(pb_grpc.DRAResourceHealthBase):
     def __init__(
         self,
         source: DeviceSource,
@@ -110,15 +113,16 @@ class DeviceHealthServicer(pb_grpc.DRAResourceHealthServicer):
         )
 
     async def NodeWatchResources(
-        self, request: pb.NodeWatchResourcesRequest, context: Any
-    ) -> AsyncIterator[pb.NodeWatchResourcesResponse]:
+        self, stream: Stream[pb.NodeWatchResourcesRequest, pb.NodeWatchResourcesResponse]
+    ) -> None:
+        await stream.recv_message()  # an empty request: nothing to read in it
         self.open_streams += 1
         self.opened.set()
         log.info("kubelet opened the device health stream", extra={"pool": self._pool})
         try:
             while not self._closing:
                 sent = frozenset(self._source.device_names())
-                yield self.snapshot(sent)
+                await stream.send_message(self.snapshot(sent))
                 await self._next_change(sent)
         finally:  # also on cancel by the kubelet: nothing to undo but the count
             self.open_streams -= 1

@@ -16,11 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from grpclib.server import Stream
+
 from multinet.errors import MultinetError
+from multinet.kubelet._pb import dra_v1_grpc as v1_grpc
 from multinet.kubelet._pb import dra_v1_pb2 as v1
-from multinet.kubelet._pb import dra_v1_pb2_grpc as v1_grpc
+from multinet.kubelet._pb import dra_v1beta1_grpc as v1beta1_grpc
 from multinet.kubelet._pb import dra_v1beta1_pb2 as v1beta1
-from multinet.kubelet._pb import dra_v1beta1_pb2_grpc as v1beta1_grpc
+from multinet.kubelet.grpcserver import unary
 from multinet.plans import ClaimRef
 
 log = logging.getLogger(__name__)
@@ -103,12 +106,22 @@ def _refs(claims: Iterable[Any]) -> list[ClaimRef]:
     return [ClaimRef(namespace=c.namespace, name=c.name, uid=c.uid) for c in claims]
 
 
-class DRAPluginV1Servicer(v1_grpc.DRAPluginServicer):
+class DRAPluginV1Servicer(v1_grpc.DRAPluginBase):
     def __init__(self, service: DRAService) -> None:
         self._service = service
 
     async def NodePrepareResources(
-        self, request: v1.NodePrepareResourcesRequest, context: Any
+        self, stream: Stream[v1.NodePrepareResourcesRequest, v1.NodePrepareResourcesResponse]
+    ) -> None:
+        await unary(stream, self.prepare)
+
+    async def NodeUnprepareResources(
+        self, stream: Stream[v1.NodeUnprepareResourcesRequest, v1.NodeUnprepareResourcesResponse]
+    ) -> None:
+        await unary(stream, self.unprepare)
+
+    async def prepare(
+        self, request: v1.NodePrepareResourcesRequest
     ) -> v1.NodePrepareResourcesResponse:
         response = v1.NodePrepareResourcesResponse()
         for uid, result in (await self._service.prepare(_refs(request.claims))).items():
@@ -127,8 +140,8 @@ class DRAPluginV1Servicer(v1_grpc.DRAPluginServicer):
                     dev.share_id = d.share_id
         return response
 
-    async def NodeUnprepareResources(
-        self, request: v1.NodeUnprepareResourcesRequest, context: Any
+    async def unprepare(
+        self, request: v1.NodeUnprepareResourcesRequest
     ) -> v1.NodeUnprepareResourcesResponse:
         response = v1.NodeUnprepareResourcesResponse()
         for uid, error in (await self._service.unprepare(_refs(request.claims))).items():
@@ -136,14 +149,28 @@ class DRAPluginV1Servicer(v1_grpc.DRAPluginServicer):
         return response
 
 
-class DRAPluginV1Beta1Servicer(v1beta1_grpc.DRAPluginServicer):
+class DRAPluginV1Beta1Servicer(v1beta1_grpc.DRAPluginBase):
     """The same over v1beta1, which has no share_id (a shared device is reported without it)."""
 
     def __init__(self, service: DRAService) -> None:
         self._service = service
 
     async def NodePrepareResources(
-        self, request: v1beta1.NodePrepareResourcesRequest, context: Any
+        self,
+        stream: Stream[v1beta1.NodePrepareResourcesRequest, v1beta1.NodePrepareResourcesResponse],
+    ) -> None:
+        await unary(stream, self.prepare)
+
+    async def NodeUnprepareResources(
+        self,
+        stream: Stream[
+            v1beta1.NodeUnprepareResourcesRequest, v1beta1.NodeUnprepareResourcesResponse
+        ],
+    ) -> None:
+        await unary(stream, self.unprepare)
+
+    async def prepare(
+        self, request: v1beta1.NodePrepareResourcesRequest
     ) -> v1beta1.NodePrepareResourcesResponse:
         response = v1beta1.NodePrepareResourcesResponse()
         for uid, result in (await self._service.prepare(_refs(request.claims))).items():
@@ -160,8 +187,8 @@ class DRAPluginV1Beta1Servicer(v1beta1_grpc.DRAPluginServicer):
                 )
         return response
 
-    async def NodeUnprepareResources(
-        self, request: v1beta1.NodeUnprepareResourcesRequest, context: Any
+    async def unprepare(
+        self, request: v1beta1.NodeUnprepareResourcesRequest
     ) -> v1beta1.NodeUnprepareResourcesResponse:
         response = v1beta1.NodeUnprepareResourcesResponse()
         for uid, error in (await self._service.unprepare(_refs(request.claims))).items():

@@ -11,10 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from grpclib.server import Stream
+
+from multinet.kubelet._pb import pluginregistration_grpc as pb_grpc
 from multinet.kubelet._pb import pluginregistration_pb2 as pb
-from multinet.kubelet._pb import pluginregistration_pb2_grpc as pb_grpc
+from multinet.kubelet.grpcserver import unary
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class RegistrationStatus:
     error: str = ""
 
 
-class RegistrationServicer(pb_grpc.RegistrationServicer):
+class RegistrationServicer(pb_grpc.RegistrationBase):
     def __init__(
         self,
         *,
@@ -50,12 +52,18 @@ class RegistrationServicer(pb_grpc.RegistrationServicer):
         self.status = RegistrationStatus()
         self._changed = asyncio.Condition()
 
-    async def GetInfo(self, request: pb.InfoRequest, context: Any) -> pb.PluginInfo:
-        return self._info
+    async def GetInfo(self, stream: Stream[pb.InfoRequest, pb.PluginInfo]) -> None:
+        await unary(stream, self.info)
 
     async def NotifyRegistrationStatus(
-        self, request: pb.RegistrationStatus, context: Any
-    ) -> pb.RegistrationStatusResponse:
+        self, stream: Stream[pb.RegistrationStatus, pb.RegistrationStatusResponse]
+    ) -> None:
+        await unary(stream, self.notify)
+
+    async def info(self, request: pb.InfoRequest) -> pb.PluginInfo:
+        return self._info
+
+    async def notify(self, request: pb.RegistrationStatus) -> pb.RegistrationStatusResponse:
         self.status = RegistrationStatus(request.plugin_registered, request.error)
         if request.plugin_registered:
             log.info("kubelet registered the plugin", extra={"driver": self._info.name})

@@ -1,8 +1,8 @@
-"""Serves the kubelet plugin: the Registration socket and the DRA socket (grpcio aio).
+"""Serves the kubelet plugin: the Registration socket and the DRA socket (grpclib, asyncio).
 
 Sockets (docs/architecture.md, protocols 1): `<kubelet root>/plugins_registry/<driver>-reg.sock`
 and `<kubelet root>/plugins/<driver>/dra.sock`. A stale socket from a previous run is removed before
-listening (grpc cannot bind over it); both are unlinked on shutdown. The DRA server starts
+listening; both are unlinked on shutdown (`grpcserver.UnixServer.stop`). The DRA server starts
 before the registration socket appears, so the kubelet never registers an endpoint that does
 not answer, and the registration socket goes first on shutdown, which deregisters the plugin.
 """
@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import logging
 import stat
-from collections.abc import Callable
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from multinet import DRIVER_NAME
-from multinet.kubelet._pb import dra_health_v1alpha1_pb2_grpc as health_grpc
-from multinet.kubelet._pb import dra_v1_pb2_grpc, dra_v1beta1_pb2_grpc
-from multinet.kubelet._pb import pluginregistration_pb2_grpc as reg_grpc
 from multinet.kubelet.device_health import HEALTH_SERVICE, DeviceHealthServicer
 from multinet.kubelet.dra import (
     DRAPluginV1Beta1Servicer,
@@ -27,7 +22,11 @@ from multinet.kubelet.dra import (
     DRAService,
     Preparer,
 )
+from multinet.kubelet.grpcserver import UnixServer
 from multinet.kubelet.registration import SUPPORTED_VERSIONS, RegistrationServicer
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,19 @@ class KubeletPlugin:
         self.registration = RegistrationServicer(
             driver_name=driver_name, endpoint=self.dra_socket, supported_versions=versions
         )
-        self._dra_server: grpc.aio.Server | None = None
-        self._reg_server: grpc.aio.Server | None = None
+        self._dra_server: UnixServer | None = None
+        self._reg_server: UnixServer | None = None
 
     async def start(self) -> None:
+        dra: list[IServable] = [
+            DRAPluginV1Servicer(self.service),
+            DRAPluginV1Beta1Servicer(self.service),
+        ]
+        if self.health is not None:
+            dra.append(self.health)
         try:
-            self._dra_server = await self._serve(self.dra_socket, self._add_dra)
-            self._reg_server = await self._serve(self.registration_socket, self._add_registration)
+            self._dra_server = await self._serve(self.dra_socket, dra)
+            self._reg_server = await self._serve(self.registration_socket, [self.registration])
         except BaseException:
             await self.stop(0)
             raise
@@ -92,36 +97,15 @@ class KubeletPlugin:
         """Idempotent. In-flight calls get `grace` seconds to finish."""
         if self.health is not None:  # health streams end with OK, not with a cancel
             await self.health.close()
-        for server, path in (
-            (self._reg_server, self.registration_socket),
-            (self._dra_server, self.dra_socket),
-        ):
+        for server in (self._reg_server, self._dra_server):
             if server is not None:  # only a socket we listened on is ours to remove
                 await server.stop(grace)
-                path.unlink(missing_ok=True)
         self._reg_server = self._dra_server = None
 
-    # The generated registration helpers carry no annotations (no mypy plugin for grpc stubs).
-    def _add_dra(self, server: grpc.aio.Server) -> None:
-        add_v1 = dra_v1_pb2_grpc.add_DRAPluginServicer_to_server
-        add_v1beta1 = dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server
-        add_v1(DRAPluginV1Servicer(self.service), server)  # type: ignore[no-untyped-call]
-        add_v1beta1(DRAPluginV1Beta1Servicer(self.service), server)  # type: ignore[no-untyped-call]
-        if self.health is not None:
-            add_health = health_grpc.add_DRAResourceHealthServicer_to_server
-            add_health(self.health, server)  # type: ignore[no-untyped-call]
-
-    def _add_registration(self, server: grpc.aio.Server) -> None:
-        add = reg_grpc.add_RegistrationServicer_to_server
-        add(self.registration, server)  # type: ignore[no-untyped-call]
-
     @staticmethod
-    async def _serve(path: Path, add: Callable[[grpc.aio.Server], None]) -> grpc.aio.Server:
+    async def _serve(path: Path, servables: list[IServable]) -> UnixServer:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(path)
-        server = grpc.aio.server()
-        add(server)
-        if server.add_insecure_port(f"unix://{path}") == 0:
-            raise OSError(f"cannot listen on {path}")
-        await server.start()
+        server = UnixServer(servables)
+        await server.serve(path)
         return server
