@@ -2,26 +2,27 @@
 
 containerd calls the NRI plugins' RunPodSandbox once the sandbox's netns exists and the cluster
 network's CNI ran; the pod's containers start only when the plugin has answered. This bench
-makes that call as containerd does and times it from the request sent to the reply received:
+makes that call as containerd does and times it from the request sent to the reply received.
+As in production, the runtime and the plugin are two processes:
 
-  runtime side  this script on the main thread and its own event loop, with multinet.nri's mux
+  runtime side  this process, on its main thread and one event loop, with multinet.nri's mux
                 and ttrpc: it listens on a temp NRI socket, answers the plugin's RegisterPlugin,
                 sends Configure (request timeout 2 s, containerd's default) and an empty
-                Synchronize, then one pod event at a time with a 2 s deadline
-  agent side    the real pieces wired as multinet.agent.main wires them, on a thread with its
-                own event loop (as in the agent's process): NRIPlugin -> NriHooks -> Attacher ->
-                ModeMover(NetlinkMover, CniMover), a Checkpoint on disk (fsync'd, group commit)
-                and NetnsPins in a temp state dir, Releaser for StopPodSandbox. Stand-ins: the
-                status reporter only counts (the real one queues with put_nowait and writes to
-                the API after the answer), no Events; the agent's log at info goes to /dev/null
-                through its text formatter (warnings also to stderr)
+                Synchronize, then one pod event at a time with a 2 s deadline; it also runs the
+                floor and makes and deletes the netns
+  agent side    bench/nri_hook_agent.py, a child process: the real pieces wired as
+                multinet.agent.main wires them, on its main thread's event loop: NRIPlugin ->
+                NriHooks -> Attacher -> ModeMover(NetlinkMover, CniMover), a Checkpoint on disk
+                (fsync'd, group commit) and NetnsPins in a temp state dir, Releaser for
+                StopPodSandbox (stand-ins: see that file). Driven over a control socket (prepare
+                a claim, collect the step timings), never while a call is timed
 
 One host-device plan: a bench-made veth NIC moves into the pod's netns renamed net1 with MTU
 1400, then MAC + up, one address (198.51.100.2/24), one route (203.0.113.0/24 via .1). Per
 round, interleaved (order alternating) so background load hits every path alike:
 
   floor  hand-packed netlink on raw sockets doing the same kernel writes, one request/ack at a
-         time, ifindex known, no state read, no checks, no bookkeeping
+         time, ifindex known, no state read, no checks, no bookkeeping (bench/attach_latency.py)
   run    RunPodSandbox for a pod whose claim was prepared beforehand (the PreparedClaim written
          through Checkpoint.update as NodePrepareResources does, not timed)
   empty  RunPodSandbox for a pod without claims: the protocol and dispatch alone
@@ -29,8 +30,9 @@ round, interleaved (order alternating) so background load hits every path alike:
 
 Not timed: `ip netns add` (a fresh netns per path and round), the prepare, the floor's NIC going
 home (our detach), `ip netns del`, RemovePodSandbox and the claim's unprepare.
-The agent's steps are timed in place (subclasses adding a perf_counter around the real method,
-and a wrapper around the checkpoint's file write) to show where the time beyond the floor goes.
+The agent times its steps in place (bench/nri_hook_agent.py) and sends them back after each
+call, to show where the time beyond the floor goes; "outside the hook" is the round trip timed
+here minus the hook timed there (ttrpc and mux both ways, the sockets, dispatch, loop wakeups).
 Also printed: checkpoint writes per RunPodSandbox and StopPodSandbox (`Checkpoint.writes`) and
 the file's size; `--claims N` first puts N other pods' claims and attachments into the
 checkpoint, for the file size of a busier node (50 pods: ~110 KB).
@@ -45,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -55,45 +58,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from attach_latency import floor_attach, percentile, sh  # bench/ is on sys.path when run
 
-import multinet.checkpoint as checkpoint_module
-from multinet.agent.attach import Attacher
-from multinet.agent.contracts import AttachOutcome, PodInfo
-from multinet.agent.movers import ModeMover
-from multinet.agent.nri_hooks import NriHooks
 from multinet.agent.pins import NetnsPins
-from multinet.agent.release import Releaser
-from multinet.checkpoint import FILENAME, Checkpoint
-from multinet.cni.mover import CniMover
-from multinet.devices.model import Link
 from multinet.logs import TextFormatter
 from multinet.netlink import restore
-from multinet.netlink.executor import NetlinkMover
-from multinet.netlink.hoststate import read_host_state, read_host_state_sync
-from multinet.nri import NRIPlugin, PluginSettings, PodSandbox, mux, ttrpc
+from multinet.netlink.hoststate import read_host_state_sync
+from multinet.nri import mux, ttrpc
 from multinet.nri._pb import nri_pb2
-from multinet.plans import (
-    AgentState,
-    Attachment,
-    AttachPlan,
-    ClaimRef,
-    HostState,
-    PreparedClaim,
-    Route,
-)
-from multinet.status import DeviceOutcome
-
-T = TypeVar("T")
+from multinet.plans import AttachPlan, ClaimRef, HostState, Route
 
 PLUGIN_SERVICE = "nri.pkg.api.v1alpha1.Plugin"
 RUNTIME_SERVICE = "nri.pkg.api.v1alpha1.Runtime"
@@ -144,250 +125,60 @@ def bench_plan(claim: ClaimRef, nic: str, host: HostState) -> AttachPlan:
     )
 
 
-def filler_state(claims: int) -> tuple[dict[str, PreparedClaim], dict[str, Attachment]]:
-    """Other pods' claims and attachments, so the checkpoint has the size of a busier node."""
-    prepared: dict[str, PreparedClaim] = {}
-    attachments: dict[str, Attachment] = {}
-    for i in range(claims):
-        ref = ClaimRef(namespace="bench", name=f"other-{i}-net", uid=str(uuid.uuid4()))
-        host = HostState(
-            ifname=f"fill{i}", ifindex=1000 + i, mtu=1500, mac="02:00:00:00:00:02", up=True
-        )
-        plan = AttachPlan(
-            claim=ref,
-            request="nic",
-            pool="bench-node",
-            device=f"fill-{i}",
-            network="bench",
-            mode="host-device",
-            host_ifname=f"fill{i}",
-            pod_ifname="net1",
-            addresses=(f"198.51.100.{10 + i % 240}/24",),
-            mtu=1400,
-            routes=(POD_ROUTE,),
-            host=host,
-        )
-        pod_uid = str(uuid.uuid4())
-        prepared[ref.uid] = PreparedClaim(claim=ref, pod_uids=(pod_uid,), plans=(plan,))
-        attachments[plan.key] = Attachment(
-            plan_key=plan.key,
-            pod_uid=pod_uid,
-            pod=f"bench/other-{i}",
-            netns=f"/var/run/netns/cni-filler-{i}",
-            phase="attached",
-            pod_ifindex=2,
-            host=host,
-        )
-    return prepared, attachments
+# -- the agent: a process of its own ----------------------------------------------------------
 
 
-# -- timing the agent's steps in place ---------------------------------------------------------
+class AgentProcess:
+    """bench/nri_hook_agent.py in a child process, driven over a control socket (JSON lines)."""
 
-
-class Probe:
-    """Durations (seconds) of the agent's steps, appended by whichever thread ran them."""
-
-    def __init__(self) -> None:
-        self._samples: defaultdict[str, list[float]] = defaultdict(list)
-        self._lock = threading.Lock()
-
-    def add(self, step: str, seconds: float) -> None:
-        with self._lock:
-            self._samples[step].append(seconds)
-
-    @contextlib.contextmanager
-    def timing(self, step: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(step, time.perf_counter() - started)
-
-    def mark(self) -> dict[str, int]:
-        with self._lock:
-            return {k: len(v) for k, v in self._samples.items()}
-
-    def since(self, mark: dict[str, int]) -> dict[str, list[float]]:
-        """What each step took since `mark`, in call order."""
-        with self._lock:
-            return {k: v[mark.get(k, 0) :] for k, v in self._samples.items()}
-
-
-class TimedCheckpoint(Checkpoint):
-    """The real Checkpoint (what `Checkpoint.open` gives for an empty state dir), its record()
-    and forget() timed as the hooks await them."""
-
-    def __init__(self, path: Path, probe: Probe) -> None:
-        super().__init__(path, AgentState())
-        self.probe = probe
-
-    async def record(self, attachments: Iterable[Attachment]) -> None:
-        with self.probe.timing("record"):
-            await super().record(attachments)
-
-    async def forget(self, keys: Iterable[str]) -> None:
-        with self.probe.timing("forget"):
-            await super().forget(keys)
-
-
-def time_file_writes(probe: Probe) -> Callable[[], None]:
-    """Times the checkpoint's file write (serialise, write, fsync, rename, dir fsync) in its
-    worker thread; returns the undo."""
-    original = checkpoint_module._serialise_and_write
-
-    def timed(path: Path, state: AgentState) -> None:
-        with probe.timing("write"):
-            original(path, state)
-
-    checkpoint_module._serialise_and_write = timed
-
-    def undo() -> None:
-        checkpoint_module._serialise_and_write = original
-
-    return undo
-
-
-class TimedPins(NetnsPins):
-    def __init__(self, directory: Path, probe: Probe) -> None:
-        super().__init__(directory)
-        self.probe = probe
-
-    def pin(self, key: str, netns: str) -> None:
-        with self.probe.timing("pin"):
-            super().pin(key, netns)
-
-
-class TimedNetlink(NetlinkMover):
-    """NetlinkMover with the blocking netlink work timed inside its worker thread."""
-
-    def __init__(self, probe: Probe) -> None:
-        super().__init__()
-        self.probe = probe
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        def timed(*inner: object) -> T:
-            with self.probe.timing("netlink"):
-                return fn(*inner)
-
-        return await super()._run(timed, *args)
-
-
-class TimedMover(ModeMover):
-    def __init__(self, netlink: NetlinkMover, cni: CniMover, probe: Probe) -> None:
-        super().__init__(netlink, cni)
-        self.probe = probe
-
-    async def attach(self, plan: AttachPlan, netns: str) -> AttachOutcome:
-        with self.probe.timing("attach"):
-            return await super().attach(plan, netns)
-
-
-class TimedHooks(NriHooks):
     def __init__(
-        self, *, attacher: Attacher, releaser: Releaser, probe: Probe, checkpoint: Checkpoint
+        self,
+        proc: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
-        super().__init__(attacher=attacher, releaser=releaser)
-        self.probe = probe
-        self.checkpoint = checkpoint
+        self._proc = proc
+        self._reader = reader
+        self._writer = writer
 
-    async def on_run_pod_sandbox(self, pod: PodSandbox) -> None:
-        writes = self.checkpoint.writes
-        with self.probe.timing("hook"):
-            await super().on_run_pod_sandbox(pod)
-        self.probe.add("hook-writes", self.checkpoint.writes - writes)
+    @classmethod
+    async def start(cls, socket_path: Path, state_dir: Path, nic: str, peer: str) -> AgentProcess:
+        ours, theirs = socket.socketpair()
+        script = Path(__file__).with_name("nri_hook_agent.py")
+        argv = [sys.executable, str(script), "--control-fd", str(theirs.fileno())]
+        argv += ["--socket", str(socket_path), "--state-dir", str(state_dir)]
+        argv += ["--nic", nic, "--peer", peer]
+        try:
+            # Its own session: a Ctrl-C reaches this process, which stops the agent in order.
+            proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(theirs.fileno(),), start_new_session=True
+            )
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return cls(proc, reader, writer)
 
-    async def on_stop_pod_sandbox(self, pod: PodSandbox) -> None:
-        with self.probe.timing("stop-hook"):
-            await super().on_stop_pod_sandbox(pod)
-
-
-class CountedReports:
-    """Stands in for StatusReporter, whose report() only queues (the API write comes later)."""
-
-    def __init__(self) -> None:
-        self.reports = 0
-
-    def report(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
-        self.reports += 1
-
-
-# -- the agent: its own thread and event loop --------------------------------------------------
-
-
-class Agent:
-    """The node agent's NRI side, wired as multinet.agent.main wires it."""
-
-    def __init__(self, state_dir: Path, socket_path: Path, link: Link, probe: Probe) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name="agent", daemon=True)
-        self.checkpoint = TimedCheckpoint(state_dir / FILENAME, probe)
-        self.pins = TimedPins(state_dir / "pins", probe)
-        self.mover = TimedMover(TimedNetlink(probe), CniMover(cache_dir=state_dir / "cni"), probe)
-        self.reports = CountedReports()
-        releaser = Releaser(store=self.checkpoint, mover=self.mover, pins=self.pins)
-        self.attacher = Attacher(
-            store=self.checkpoint,
-            mover=self.mover,
-            reporter=self.reports,
-            pins=self.pins,
-            published=lambda device: link if device == DEVICE else None,
-        )
-        releaser.wait_for_records(self.attacher.settle)
-        hooks = TimedHooks(
-            attacher=self.attacher, releaser=releaser, probe=probe, checkpoint=self.checkpoint
-        )
-        self.plugin = NRIPlugin(
-            hooks, PluginSettings(socket_path=str(socket_path), name="multinet", index="10")
-        )
-        self._serving: asyncio.Task[None] | None = None
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the agent's loop; await its result from another loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def start(self) -> None:
-        self._thread.start()
-        self.loop.call_soon_threadsafe(self._start_plugin)
-
-    def _start_plugin(self) -> None:
-        self._serving = self.loop.create_task(self.plugin.run(), name="nri")
-
-    async def _stop_plugin(self) -> None:
-        if self._serving is not None:
-            self._serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serving
-        await self.loop.shutdown_default_executor()
+    async def call(self, op: str, **fields: object) -> Any:
+        """One control request; its answer."""
+        self._writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
+        await self._writer.drain()
+        line = await self._reader.readline()
+        if not line:
+            raise RuntimeError(f"the agent process went away (exit code {self._proc.returncode})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"agent process, {op}: {reply['error']}")
+        return reply["ok"]
 
     async def stop(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.call(self._stop_plugin()), 10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            await asyncio.to_thread(self._thread.join, 10)
-        self.mover.close()
-        if not self._thread.is_alive():
-            self.loop.close()
-
-    async def prepare(self, claim: ClaimRef, pod_uid: str, nic: str) -> None:
-        """What NodePrepareResources leaves behind: the claim's plan in the checkpoint."""
-        plan = bench_plan(claim, nic, await read_host_state(nic))
-        async with self.checkpoint.update() as draft:
-            draft.claims[claim.uid] = PreparedClaim(claim=claim, pod_uids=(pod_uid,), plans=(plan,))
-
-    async def unprepare(self, claim: ClaimRef) -> None:
-        async with self.checkpoint.update() as draft:
-            draft.claims.pop(claim.uid, None)
-
-    async def fill(self, claims: int) -> None:
-        prepared, attachments = filler_state(claims)
-        async with self.checkpoint.update() as draft:
-            draft.claims.update(prepared)
-            draft.attachments.update(attachments)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.call("stop"), 15)
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 15)
+        except TimeoutError:
+            self._proc.kill()  # our own child
+            await self._proc.wait()
 
 
 # -- the runtime's side of the NRI socket ------------------------------------------------------
@@ -433,7 +224,7 @@ class Runtime:
 
     async def handshake(self) -> None:
         assert self._accepted is not None
-        reader, writer = await asyncio.wait_for(self._accepted, 10)
+        reader, writer = await asyncio.wait_for(self._accepted, 30)  # the agent starts up
         conn = mux.Mux(reader, writer)
         registered = asyncio.Event()
 
@@ -534,8 +325,8 @@ class Results:
         default_factory=lambda: {"floor": [], "run": [], "empty": [], "stop": []}
     )
     steps: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    run_writes: list[int] = field(default_factory=list)  # started while the hook ran
-    after_writes: list[int] = field(default_factory=list)  # after the answer
+    run_writes: list[int] = field(default_factory=list)  # begun before the answer was written
+    after_writes: list[int] = field(default_factory=list)  # after it
     stop_writes: list[int] = field(default_factory=list)
     checkpoint_bytes: int = 0
 
@@ -544,9 +335,8 @@ class Results:
 class Bench:
     nic: str
     baseline: HostState
-    agent: Agent
+    agent: AgentProcess
     runtime: Runtime
-    probe: Probe
     host_sock: socket.socket
     made: list[str]
     results: Results = field(default_factory=Results)
@@ -570,58 +360,52 @@ class Bench:
         name = f"pod-{self.pods}"
         claim = ClaimRef(namespace="bench", name=f"{name}-nic", uid=str(uuid.uuid4()))
         pod_uid = str(uuid.uuid4())
-        await self.agent.call(self.agent.prepare(claim, pod_uid, self.nic))
+        await self.agent.call("prepare", claim=claim.model_dump(), pod_uid=pod_uid)
         path = fresh_netns(self.made)
         pod = pod_msg(pod_uid, name, path)
-        cp = self.agent.checkpoint
-        mark, writes = self.probe.mark(), cp.writes
+        await self.agent.call("mark")
         run = await self.runtime.pod_event("run", pod)
-        run_writes = int(self.probe.since(mark).get("hook-writes", [0])[-1])
-        # The attachment is recorded after the answer: wait for it (not timed), then check.
-        await self.agent.call(self.agent.attacher.settle())
-        after = cp.writes - writes - run_writes
-        run_steps = self.probe.since(mark)
-        self._check_attached(pod_uid, path)
-        size = cp.path.stat().st_size
-        mark, writes = self.probe.mark(), cp.writes
+        # The attachment is recorded after the answer: the agent waits for it (not timed).
+        ran = await self.agent.call("settled", pod_uid=pod_uid)
+        ((answer,), writes) = ran["steps"]["t-answer"], ran["steps"].get("t-write", [])
+        run_writes = sum(1 for began in writes if began < answer)
+        self._check_attached(ran["attachments"], path)
+        await self.agent.call("mark")
         stop = await self.runtime.pod_event("stop", pod)
-        stop_writes, stop_steps = cp.writes - writes, self.probe.since(mark)
-        self._check_home(claim)
+        stopped = await self.agent.call("settled", pod_uid=pod_uid)
+        self._check_home(stopped["attachments"])
         drop_netns(self.made, path)
         await self.runtime.pod_event("remove", pod)
-        await self.agent.call(self.agent.unprepare(claim))
+        await self.agent.call("unprepare", uid=claim.uid)
         if not keep:
             return
         res = self.results
         res.timings["run"].append(run * 1e3)
         res.timings["stop"].append(stop * 1e3)
         res.run_writes.append(run_writes)
-        res.after_writes.append(after)
-        res.stop_writes.append(stop_writes)
-        res.checkpoint_bytes = size
-        self._keep_steps(run * 1e3, run_steps, stop_steps)
+        res.after_writes.append(ran["writes"] - run_writes)
+        res.stop_writes.append(stopped["writes"])
+        res.checkpoint_bytes = ran["bytes"]
+        res.steps["write-lag"] += [(began - answer) * 1e3 for began in writes if began >= answer]
+        self._keep_steps(run * 1e3, ran["steps"], stopped["steps"])
 
-    def _check_attached(self, pod_uid: str, path: str) -> None:
-        atts = [a for a in self.agent.checkpoint.state.attachments.values() if a.pod_uid == pod_uid]
+    def _check_attached(self, atts: list[dict[str, str]], path: str) -> None:
         if (
             len(atts) != 1
-            or atts[0].phase != "attached"
-            or atts[0].netns != path
+            or atts[0]["phase"] != "attached"
+            or atts[0]["netns"] != path
             or os.path.exists(f"/sys/class/net/{self.nic}")
         ):
             raise RuntimeError(f"RunPodSandbox answered but the NIC is not attached: {atts}")
 
-    def _check_home(self, claim: ClaimRef) -> None:
-        key = f"{claim.uid}/nic/{DEVICE}"
-        if key in self.agent.checkpoint.state.attachments or not os.path.exists(
-            f"/sys/class/net/{self.nic}"
-        ):
-            raise RuntimeError(f"StopPodSandbox answered but {self.nic} is not home")
+    def _check_home(self, atts: list[dict[str, str]]) -> None:
+        if atts or not os.path.exists(f"/sys/class/net/{self.nic}"):
+            raise RuntimeError(f"StopPodSandbox answered but {self.nic} is not home: {atts}")
 
     def _keep_steps(
         self, total: float, run: dict[str, list[float]], stop: dict[str, list[float]]
     ) -> None:
-        ms = {k: [v * 1e3 for v in vs] for k, vs in run.items() if k != "hook-writes"}
+        ms = {k: [v * 1e3 for v in vs] for k, vs in run.items() if not k.startswith("t-")}
         if len(ms.get("record", [])) != 1 or len(ms.get("write", [])) != 1:
             raise RuntimeError(f"expected 1 record and 1 file write per RunPodSandbox: {ms}")
         hook = ms["hook"][0]
@@ -635,7 +419,7 @@ class Bench:
         steps["write-attached"].append(ms["write"][0])
         named = sum(ms.get("pin", [])) + ms["attach"][0]
         steps["hook-rest"].append(hook - named)
-        stop_ms = {k: [v * 1e3 for v in vs] for k, vs in stop.items()}
+        stop_ms = {k: [v * 1e3 for v in vs] for k, vs in stop.items() if not k.startswith("t-")}
         steps["stop-hook"].append(sum(stop_ms.get("stop-hook", [])))
         steps["stop-netlink"].append(sum(stop_ms.get("netlink", [])))
         steps["stop-forget"].append(sum(stop_ms.get("forget", [])))
@@ -686,13 +470,18 @@ def report(res: Results, rounds: int, method: str, claims: int) -> None:
         lo, hi = min(values), max(values)
         return f"{lo}" if lo == hi else f"{lo}..{hi} (mean {statistics.fmean(values):.2f})"
 
+    steps = res.steps
+    lag = (
+        f" (begun {percentile(steps['write-lag'], 50):.2f} ms after it, p50)"
+        if steps["write-lag"]
+        else ""
+    )
     print(
-        f"checkpoint writes per RunPodSandbox: {counts(res.run_writes)} before its answer, "
-        f"{counts(res.after_writes)} after it; per StopPodSandbox: "
+        f"checkpoint writes per RunPodSandbox: {counts(res.run_writes)} begun before its answer "
+        f"was written, {counts(res.after_writes)} after{lag}; per StopPodSandbox: "
         f"{counts(res.stop_writes)}; file {res.checkpoint_bytes} bytes"
         + (f" ({claims} other claims)" if claims else "")
     )
-    steps = res.steps
 
     def row(text: str, key: str, depth: int = 0) -> None:
         values = steps[key]
@@ -743,44 +532,28 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def nic_link(nic: str, peer: str, host: HostState) -> Link:
-    """The NIC as the inventory would have published it (recorded with the attachment)."""
-    return Link(
-        index=host.ifindex,
-        ifname=nic,
-        kind="veth",
-        mac=host.mac,
-        mtu=host.mtu,
-        up=host.up,
-        oper_state="up",
-        peer=ifindex_of(peer),
-        ipv4=tuple(a for a in host.addresses if ":" not in a),
-    )
-
-
 async def bench(
     args: argparse.Namespace, nic: str, peer: str, state_dir: Path, made: list[str]
 ) -> Results:
-    probe = Probe()
-    undo = time_file_writes(probe)
     baseline = read_host_state_sync(nic)
-    runtime = Runtime(state_dir / "nri.sock", args.method)
-    agent = Agent(state_dir, state_dir / "nri.sock", nic_link(nic, peer, baseline), probe)
+    socket_path = state_dir / "nri.sock"
+    runtime = Runtime(socket_path, args.method)
     host_sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    agent: AgentProcess | None = None
     try:
         await runtime.listen()
-        agent.start()
+        agent = await AgentProcess.start(socket_path, state_dir, nic, peer)
         await runtime.handshake()
         if args.claims:
-            await agent.call(agent.fill(args.claims))
-        b = Bench(nic, baseline, agent, runtime, probe, host_sock, made)
+            await agent.call("fill", claims=args.claims)
+        b = Bench(nic, baseline, agent, runtime, host_sock, made)
         await b.rounds(args.rounds)
         return b.results
     finally:
-        await agent.stop()
+        if agent is not None:
+            await agent.stop()
         await runtime.close()
         host_sock.close()
-        undo()
 
 
 def clean_up(state_dir: Path, made: list[str], nic: str) -> None:
