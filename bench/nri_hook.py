@@ -494,7 +494,7 @@ def report(res: Results, rounds: int, method: str, claims: int) -> None:
     row("netns pin (bind mount)", "pin", 1)
     row("mover.attach", "attach", 1)
     row("of which the netlink work (worker thread)", "netlink", 2)
-    row("rest (lookups, link facts, report, log)", "hook-rest", 1)
+    row("rest (lookups, link facts, report)", "hook-rest", 1)
     row("after the answer: checkpoint record 'attached'", "record-attached")
     row("of which the file write (worker thread)", "write-attached", 1)
     print(f"{'StopPodSandbox, ms per round':<54} {'mean':>8} {'p50':>8}")

@@ -4,7 +4,9 @@ Cases: frames round-trip; outgoing data is split into frames of at most 4096 byt
 included) and reassembled; incoming frames of any size are accepted; byte-at-a-time feeding; a
 frame or message announcing an impossible length is a ProtocolError; client stream ids are
 1, 3, 5; the server answers unknown methods with 12, handler errors with their message, honours
-timeout_nano; a reply larger than 4096 bytes leaves the socket in frames of at most 4096 bytes.
+timeout_nano; a reply larger than 4096 bytes leaves the socket in frames of at most 4096 bytes;
+work a handler leaves for after its answer (`answered()`) runs once the answer is written, also
+when it is a deadline error, and when the call is dropped with its connection.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import struct
 
 import pytest
+from nrisupport import until
 
 from multinet.errors import ProtocolError
 from multinet.nri import mux, ttrpc
@@ -181,3 +184,49 @@ async def test_client_streams_are_odd_and_errors_are_raised() -> None:
 def test_client_drops_responses_for_unknown_streams() -> None:
     client = ttrpc.Client(lambda d: asyncio.sleep(0))
     client.feed(ttrpc.encode_message(99, ttrpc.RESPONSE, b""))  # no exception, nothing pending
+
+
+async def test_work_left_for_after_the_answer_runs_once_it_is_written() -> None:
+    events: list[str] = []
+    later: list[asyncio.Task[None]] = []
+
+    async def handler(payload: bytes, ctx: ttrpc.CallContext) -> bytes:
+        answer = ttrpc.answered()
+
+        async def after() -> None:
+            await answer
+            events.append(f"after {ctx.method}")
+
+        later.append(asyncio.create_task(after()))
+        await asyncio.sleep(0.05 if payload == b"" else 5)  # time enough to run too early
+        events.append(f"handled {ctx.method}")
+        return b"ok"
+
+    async def send(data: bytes) -> None:
+        (msg,) = ttrpc.MessageDecoder().feed(data)
+        events.append(f"answered {msg.stream_id}")
+
+    server = ttrpc.Server(send, {("svc", "Quick"): handler, ("svc", "Late"): handler})
+
+    def call(stream: int, method: str, payload: bytes, budget: float) -> None:
+        req = ttrpc_pb2.Request(service="svc", method=method, payload=payload)
+        req.timeout_nano = int(budget * 1e9)
+        server.feed(ttrpc.encode_message(stream, ttrpc.REQUEST, req.SerializeToString()))
+
+    call(1, "Quick", b"", 5)
+    await until(lambda: len(later) == 1, 2, "the first handler")
+    await asyncio.wait_for(later[0], 2)
+    assert events == ["handled Quick", "answered 1", "after Quick"]
+    events.clear()
+    call(3, "Late", b"slow", 0.1)  # answered DEADLINE_EXCEEDED while the handler still runs
+    await until(lambda: len(later) == 2, 2, "the second handler")
+    await asyncio.wait_for(later[1], 2)
+    assert events == ["answered 3", "after Late"]
+    events.clear()
+    call(5, "Late", b"slow", 10)
+    await until(lambda: len(later) == 3, 2, "the third handler")
+    await server.close()  # the connection is gone: no answer, but nothing waits forever
+    await asyncio.wait_for(later[2], 2)
+    assert events == ["after Late"]
+    done = ttrpc.answered()  # outside of any call: done at once
+    assert done.done() and done.result() is None

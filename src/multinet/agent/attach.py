@@ -36,6 +36,7 @@ from multinet.devices.facts import to_facts
 from multinet.devices.model import Link
 from multinet.errors import AttachError
 from multinet.kube.events import NoEvents, claim_ref
+from multinet.nri import answered
 from multinet.plans import Attachment, AttachPlan
 from multinet.status import DeviceOutcome
 
@@ -143,22 +144,29 @@ class Attacher:
             )
             for p, r in zip(plans, done, strict=True)
         ]
-        self._record_later(pod, attached)
-        log.info(
-            "attached %d interface(s)",
-            len(plans),
-            extra={"pod": pod.ref, "podUID": pod.uid, "devices": [p.device for p in plans]},
-        )
         self._reporter.report(pod, [_attached(p, r) for p, r in zip(plans, done, strict=True)])
+        self._record_later(pod, plans, attached)
 
-    def _record_later(self, pod: PodInfo, attached: list[Attachment]) -> None:
-        """Persist the attachments off the pod's critical path. Until the write is durable they
-        are known here (`_unrecorded`); `settle` lets Stop and Synchronize wait for it."""
+    def _record_later(
+        self, pod: PodInfo, plans: list[AttachPlan], attached: list[Attachment]
+    ) -> None:
+        """Log the attach and persist the attachments once the runtime has its answer
+        (`nri.answered`; at once outside of an NRI call): neither is the pod's wait, and neither
+        should compete with the answer for the loop, the GIL (the write's thread) or a CPU.
+        Until the write is durable the attachments are known here (`_unrecorded`); `settle`
+        lets Stop and Synchronize wait for it."""
         for att in attached:
             self._unrecorded[att.plan_key] = att
+        answer = answered()
 
         async def write() -> None:
             try:
+                await answer
+                log.info(
+                    "attached %d interface(s)",
+                    len(plans),
+                    extra={"pod": pod.ref, "podUID": pod.uid, "devices": [p.device for p in plans]},
+                )
                 await self._store.record(attached)
             finally:
                 for att in attached:

@@ -3,6 +3,9 @@
 The NRI hooks only queue outcomes (`report()` never waits); one background task drains the
 queue, groups outcomes per claim and writes them with server-side apply. A pod's later report
 for the same claim replaces the earlier one, which is what server-side apply gives us anyway.
+A report made while answering an NRI call is written once the runtime has that answer
+(`nri.answered`): building and sending the API request would otherwise run on the event loop
+between the hook's end and its answer.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections import defaultdict
 
 from multinet.agent.contracts import PodInfo
 from multinet.kube.status import StatusWriter
+from multinet.nri import answered
 from multinet.plans import ClaimRef
 from multinet.status import DeviceOutcome
 
@@ -22,16 +26,19 @@ log = logging.getLogger(__name__)
 class StatusReporter:
     def __init__(self, writer: StatusWriter) -> None:
         self._writer = writer
-        self._queue: asyncio.Queue[tuple[PodInfo, list[DeviceOutcome]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[PodInfo, list[DeviceOutcome], asyncio.Future[None]]] = (
+            asyncio.Queue()
+        )
 
     def report(self, pod: PodInfo, outcomes: list[DeviceOutcome]) -> None:
         if outcomes:
-            self._queue.put_nowait((pod, outcomes))
+            self._queue.put_nowait((pod, outcomes, answered()))
 
     async def run(self) -> None:
         while True:
-            pod, outcomes = await self._queue.get()
+            pod, outcomes, answer = await self._queue.get()
             try:
+                await answer
                 await self._write(pod, outcomes)
             except Exception:
                 log.exception("status report failed", extra={"pod": pod.ref, "podUID": pod.uid})

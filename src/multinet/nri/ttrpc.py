@@ -23,6 +23,11 @@ Contract:
   is a `ProtocolError`: the connection is closed.
 - `Client` numbers its streams 1, 3, 5, ... and resolves one future per stream; a response for an
   unknown stream (e.g. after a local timeout) is dropped.
+- `answered()`, called by a handler (or a task it started), gives an awaitable done once that
+  call's answer has been written to the connection, or the call was given up (cancelled with
+  its connection); done already outside of a call. Work the caller need not wait for awaits it
+  (in another task: the answer waits for the handler), so that it does not compete with the
+  answer for the event loop, the GIL or a CPU.
 
 Time budget: codec work is O(bytes); the server adds one task spawn per request. Handlers carry the
 real time budget, see `multinet.nri.plugin`.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import struct
@@ -136,6 +142,22 @@ class CallContext:
 Handler = Callable[[bytes, CallContext], Awaitable[bytes]]
 Send = Callable[[bytes], Awaitable[None]]
 
+# The call being served, as its handler and the tasks it starts see it (they copy the context):
+# done once its answer is written or the call is given up.
+_answer: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "ttrpc_answer", default=None
+)
+
+
+def answered() -> asyncio.Future[None]:
+    """The answer to the call this code runs for (see the module docstring), bound now: await it
+    later, from any task; done already outside of a call. Awaiting a done one does not yield."""
+    answer = _answer.get()
+    if answer is None:
+        answer = asyncio.get_running_loop().create_future()
+        answer.set_result(None)
+    return asyncio.shield(answer)  # a waiter cancelled must not cancel it for the others
+
 
 class Server:
     """ttrpc server side of one ConnID. Feed it bytes; it answers through `send`.
@@ -217,26 +239,34 @@ class Server:
             self._overloaded = False
 
     async def _serve(self, ctx: CallContext, payload: bytes) -> None:
+        answer = asyncio.get_running_loop().create_future()
+        _answer.set(answer)  # this task's own context, copied by the tasks the handler starts
+        try:
+            await self._reply(ctx, await self._handle(ctx, payload))
+        finally:
+            answer.set_result(None)
+
+    async def _handle(self, ctx: CallContext, payload: bytes) -> ttrpc_pb2.Response:
         handler = self._handlers.get((ctx.service, ctx.method))
         resp = ttrpc_pb2.Response()
         if handler is None:
             resp.status.code = UNIMPLEMENTED
             resp.status.message = f"{ctx.service}/{ctx.method} is not implemented"
-        else:
-            try:
-                async with asyncio.timeout_at(ctx.deadline):
-                    async with self._slots:  # waits here while max_concurrent handlers run
-                        resp.payload = await handler(payload, ctx)
-            except TtrpcError as exc:
-                resp.status.code, resp.status.message = exc.code, exc.message
-            except TimeoutError:
-                resp.status.code = DEADLINE_EXCEEDED
-                resp.status.message = f"{ctx.method}: deadline exceeded"
-            except Exception as exc:
-                log.exception("ttrpc handler %s/%s failed", ctx.service, ctx.method)
-                resp.status.code = UNKNOWN
-                resp.status.message = str(exc) or type(exc).__name__
-        await self._reply(ctx, resp)
+            return resp
+        try:
+            async with asyncio.timeout_at(ctx.deadline):
+                async with self._slots:  # waits here while max_concurrent handlers run
+                    resp.payload = await handler(payload, ctx)
+        except TtrpcError as exc:
+            resp.status.code, resp.status.message = exc.code, exc.message
+        except TimeoutError:
+            resp.status.code = DEADLINE_EXCEEDED
+            resp.status.message = f"{ctx.method}: deadline exceeded"
+        except Exception as exc:
+            log.exception("ttrpc handler %s/%s failed", ctx.service, ctx.method)
+            resp.status.code = UNKNOWN
+            resp.status.message = str(exc) or type(exc).__name__
+        return resp
 
     async def _reply(self, ctx: CallContext, resp: ttrpc_pb2.Response) -> None:
         try:
