@@ -21,7 +21,7 @@ RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 # attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 5, 10, 18
-IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_PERM_ADDRESS = 26, 28, 54
+IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_PERM_ADDRESS = 26, 28, 29, 54
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE = 1, 2, 1
 IFLA_INET6_ADDR_GEN_MODE = 8  # inside IFLA_AF_SPEC / AF_INET6
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS, IFA_PROTO = 1, 2, 3, 4, 8, 11
@@ -53,6 +53,7 @@ RTPROT_REDIRECT, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_RA = 1, 2, 3, 9
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
 RTN_UNICAST = 1
 RTNH_F_ONLINK = 0x4
+RTEXT_FILTER_SKIP_STATS = 1 << 3  # IFLA_EXT_MASK: a link without its counters
 RTAX_CC_ALGO = 16
 FR_ACT_TO_TBL = 1  # a rule's action "lookup <table>"
 NUD_PERMANENT = 0x80
@@ -67,6 +68,7 @@ _FRH = struct.Struct("=BBBBBBBBI")  # fib_rule_hdr: family, dst_len, src_len, to
 #                                     res2, action, flags
 _NDM = struct.Struct("=BxxxiHBB")  # ndmsg: family, (pad), ifindex, state, flags, type
 _RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops (weight - 1), ifindex
+_NLA = struct.Struct("=HH")  # nlattr: len, type
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 
@@ -167,7 +169,7 @@ class Neighbor:
 
 
 def attr(kind: int, payload: bytes) -> bytes:
-    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    raw = _NLA.pack(4 + len(payload), kind) + payload
     return raw + b"\0" * (-len(raw) % 4)
 
 
@@ -241,8 +243,10 @@ def rtnexthops(fam: int, hops: tuple[NextHop, ...]) -> bytes:
 def tlvs(data: bytes, off: int) -> dict[int, bytes]:
     """Attributes from `off` on, by type (the first of each type wins)."""
     out: dict[int, bytes] = {}
-    while off + 4 <= len(data):
-        alen, atype = struct.unpack_from("=HH", data, off)
+    end = len(data)
+    unpack = _NLA.unpack_from
+    while off + 4 <= end:
+        alen, atype = unpack(data, off)
         if alen < 4:
             break
         out.setdefault(atype & _NLA_TYPE_MASK, data[off + 4 : off + alen])
@@ -294,6 +298,11 @@ def parse_address(body: bytes) -> tuple[int, Address]:
         scope=scope,
         proto=attrs[IFA_PROTO][0] if IFA_PROTO in attrs else 0,
     )
+
+
+def route_protocol(body: bytes) -> int:
+    """An RTM_NEWROUTE body's origin (rtm_protocol), read without parsing the rest."""
+    return body[5]
 
 
 def parse_route(body: bytes) -> tuple[int | None, int, int, RouteEntry]:
