@@ -1,7 +1,8 @@
 """Attach plans executed with real netlink in real network namespaces, veth pairs as "NICs".
 
 Cases:
-- host-device attach: rename, MTU, MAC, two addresses and a route show up inside the pod exactly
+- host-device attach: rename, MTU, MAC, two addresses and a route show up inside the pod exactly;
+  the NIC keeps its index in the pod, or gets another when the pod has a link with it
 - detach gives the host back name, MTU, MAC, addresses (order, broadcast), routes, state: 50 cycles
 - macvlan: two children of one parent in two pods, distinct addresses, they reach each other;
   detach deletes them and the parent is untouched
@@ -32,6 +33,7 @@ from netfixtures import (
     fake_netns_death_physical,
     has_link,
     host_subnet,
+    ip_json,
     lab,
     link_view,
     sh,
@@ -120,6 +122,26 @@ def test_host_device_attach_configures_the_interface_inside_the_pod(net: Lab) ->
         ("10.77.0.2/24", "10.77.0.3/24"),
     )
     assert result.host is not None and result.host.ifname == nic
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["index free in the pod", "index taken"])
+def test_the_nic_keeps_its_index_in_the_pod_unless_the_pod_has_it(net: Lab, taken: bool) -> None:
+    nic = a_nic(net)
+    before = link_view(nic)
+    ns = net.new_netns()
+    state = host_state(nic)
+    if taken:  # the pod has a link with the NIC's index: the move gives the NIC another
+        sh(f"ip -n {ns} link add mnx{uid()} index {state.ifindex} type veth peer name mny{uid()}")
+    result = attach(plan_for(nic, host=state), net.netns_path(ns))
+
+    (inside,) = ip_json("link show dev net1", ns)
+    assert result.ifindex == inside["ifindex"]
+    assert (inside["ifindex"] == state.ifindex) is not taken
+    view = link_view("net1", ns)  # configured through that index
+    assert [a[0] for a in view["addresses"]] == ["10.77.0.2", "10.77.0.3"]
+    assert [r[:2] for r in view["routes"]] == [("10.78.0.0/16", "10.77.0.1")]
+    restore.detach(plan_for(nic), net.netns_path(ns), host=result.host)
+    assert link_view(nic) == before
 
 
 def test_detach_restores_the_host_exactly_50_times(net: Lab) -> None:

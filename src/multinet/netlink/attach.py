@@ -5,11 +5,13 @@ netns move (~16 ms, an RCU synchronisation) dominates; we add few round trips ar
 
 host-device: 1. read the host state (link, addresses, routes: what undo and detach put back)
              2. ONE setlink on the host: move into the pod netns + rename + MTU (the kernel does the
-                move first, closing the link, so no separate "down" or rename is needed)
-             3. look the interface up in the pod (its index may change if taken there)
+                move first, closing the link, so no separate "down" or rename is needed), asking
+                (Linux 5.13+) that it keep its index there
+             3. only if the pod had that index (or the kernel is older): look the interface up in
+                the pod
              4. ONE write inside the pod: MAC + up, the addresses, the routes (batched, acked each)
 macvlan:     ONE newlink on the host creating the child directly in the pod netns (name, MAC,
-             MTU), then steps 3 and 4.
+             MTU), then a look-up of the child in the pod and step 4.
 
 On any failure the work is undone (the NIC moved back under its original name and restored, the
 macvlan child deleted) and AttachError names the claim, the device, the step and the kernel's
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,24 +94,42 @@ def _host_device(
         raise AttachError(f"{subject}: interface {plan.host_ifname} is not on the host")
     before = hoststate.read_link(rt, link)
     try:
-        rt.do(
-            rt.set_link(
-                link.index,
-                netns_fd=pod_fd,
-                name=plan.pod_ifname,
-                mtu=plan.mtu,
-                op=f"move {link.name} into the pod as {plan.pod_ifname}",
-            )
-        )
-        inside = _lookup(pod, plan.pod_ifname)
+        index = _move(rt, link, plan, pod, pod_fd)
         # Offloads stay with the device wherever it goes: what they were goes home with it.
         before = before.model_copy(update={"features": _features_now(plan, pod_fd)})
-        _configure_inside(pod, pod_fd, inside.index, plan, mac=plan.mac)
+        _configure_inside(pod, pod_fd, index, plan, mac=plan.mac)
     except Exception as exc:
         undo = restore.bring_home(rt, host_fd, pod, plan, before)  # the steps of a detach
         raise AttachError(_failure(subject, exc, undo)) from exc
-    mac = steps.normalize_mac(plan.mac or inside.mac)
-    return AttachResult(inside.index, plan.pod_ifname, mac, plan.addresses, host=before)
+    mac = steps.normalize_mac(plan.mac or link.mac)  # a move keeps the MAC
+    return AttachResult(index, plan.pod_ifname, mac, plan.addresses, host=before)
+
+
+def _move(rt: Rtnl, link: Link, plan: plans.AttachPlan, pod: Rtnl, pod_fd: int) -> int:
+    """Move the NIC into the pod, renamed and resized, in one setlink; returns its index there.
+    A moved link keeps its index unless the pod has a link with it. Kernels that take the
+    index to use (`_MOVE_TAKES_INDEX`) are asked to keep it, so the answer alone tells and the
+    pod need not be asked; if the pod has that index they refuse (EBUSY) before doing anything,
+    and the move is made again without it."""
+    op = f"move {link.name} into the pod as {plan.pod_ifname}"
+    if _MOVE_TAKES_INDEX:
+        request = rt.set_link(
+            link.index,
+            netns_fd=pod_fd,
+            new_index=link.index,
+            name=plan.pod_ifname,
+            mtu=plan.mtu,
+            op=op,
+        )
+        try:
+            rt.do(request)
+            return link.index
+        except RtnlError as exc:
+            # EBUSY from a later step of the same message (the NIC moved): not ours to retry.
+            if exc.errno != errno.EBUSY or rt.get_link(index=link.index) is None:
+                raise
+    rt.do(rt.set_link(link.index, netns_fd=pod_fd, name=plan.pod_ifname, mtu=plan.mtu, op=op))
+    return _lookup(pod, plan.pod_ifname).index
 
 
 def _macvlan(
@@ -145,6 +166,19 @@ def _macvlan(
         raise AttachError(_failure(subject, exc, undo)) from exc
     mac = steps.normalize_mac(plan.mac or child.mac)
     return AttachResult(child.index, plan.pod_ifname, mac, plan.addresses)
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return release >= (major, minor)
+
+
+# IFLA_NEW_IFINDEX on a move: Linux 5.13 and later; earlier kernels ignore the attribute (the
+# link could then get another index unnoticed), so only these are asked.
+_MOVE_TAKES_INDEX = _kernel_at_least(5, 13)
 
 
 def _lookup(pod: Rtnl, name: str) -> Link:

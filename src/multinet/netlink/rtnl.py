@@ -207,6 +207,7 @@ class Rtnl:
         index: int,
         *,
         netns_fd: int | None = None,
+        new_index: int | None = None,
         name: str | None = None,
         mtu: int | None = None,
         mac: str | None = None,
@@ -217,11 +218,15 @@ class Rtnl:
     ) -> Request:
         """One RTM_NEWLINK (setlink). The kernel applies the netns move (with the new name) first,
         then MAC and MTU, then the up/down flag: so one message can move, rename and resize.
-        `master` 0 releases the link from its bridge or bond."""
+        `new_index`: the index the link is to have in `netns_fd` (Linux 5.13 and later; EBUSY,
+        and nothing done, when that namespace has it; older kernels ignore it). `master` 0
+        releases the link from its bridge or bond."""
         flags = c.IFF_UP if up else 0
         body = c.ifinfo(index, flags=flags, change=c.IFF_UP if up is not None else 0)
         if netns_fd is not None:
             body += c.attr(c.IFLA_NET_NS_FD, c.u32(netns_fd))
+        if new_index is not None:
+            body += c.attr(c.IFLA_NEW_IFINDEX, c.i32(new_index))
         if name is not None:
             body += c.attr(c.IFLA_IFNAME, c.string(name))
         if mac is not None:
