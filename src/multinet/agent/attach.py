@@ -124,9 +124,7 @@ class Attacher:
         # outlives the runtime's teardown, and the pin tells our next run to bring it home.
         for plan in plans:
             self._pins.pin(plan.key, netns)
-        results = await asyncio.gather(
-            *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
-        )
+        results = await self._attach_each(plans, netns)
         if any(isinstance(r, BaseException) for r in results):
             await self._undo(pod, plans, results)
         done = [r for r in results if not isinstance(r, BaseException)]
@@ -146,6 +144,20 @@ class Attacher:
         ]
         self._reporter.report(pod, [_attached(p, r) for p, r in zip(plans, done, strict=True)])
         self._record_later(pod, plans, attached)
+
+    async def _attach_each(
+        self, plans: list[AttachPlan], netns: str
+    ) -> list[AttachOutcome | BaseException]:
+        """Each plan's outcome or error; several plans concurrently. One plan (the usual pod) is
+        awaited here: a task to gather it would cost the pod two more turns of the loop."""
+        if len(plans) == 1:
+            try:
+                return [await self._mover.attach(plans[0], netns)]
+            except Exception as exc:
+                return [exc]
+        return await asyncio.gather(
+            *(self._mover.attach(p, netns) for p in plans), return_exceptions=True
+        )
 
     def _record_later(
         self, pod: PodInfo, plans: list[AttachPlan], attached: list[Attachment]
