@@ -16,7 +16,7 @@ export K8S_VERSION
 endif
 KUBECTL ?= kubectl
 
-.PHONY: help deps venv lint typecheck test test-matrix unit demo cluster-up cluster-down node-nic binaries proto bench bench-dranet chaos build clean
+.PHONY: help deps venv lint typecheck test test-matrix unit demo cluster-up cluster-down node-nic binaries proto bench bench-dranet bench-scale chaos build clean
 .PHONY: image image-docker kind-up kind-load deploy kind-demo
 
 help: ## list the targets
@@ -75,6 +75,9 @@ bench: venv binaries ## benchmarks: attach latency, pod start-up, churn and CNI 
 
 bench-dranet: venv binaries ## multinet beside kubernetes-sigs/dranet v1.4.0 (built once into $MULTINET_CACHE) on the 1-node local cluster; not in test or bench
 	$(PY) bench/dranet.py $(if $(ROUNDS),--rounds $(ROUNDS),)
+
+bench-scale: venv ## 1,000 simulated nodes (our slice code), 500 PodNetworks, 10,000 claims on the running local cluster (ARGS="--quick"); not in test or bench
+	$(PY) bench/scale_sim.py $(ARGS)
 
 chaos: venv binaries ## fault-injection suite: 100 pod cycles under real faults (long; MULTINET_CHAOS_SEED=N repeats an order)
 	MULTINET_CHAOS_CYCLES=$${MULTINET_CHAOS_CYCLES:-100} MULTINET_CHAOS_OUTAGE=$${MULTINET_CHAOS_OUTAGE:-30} \
