@@ -156,8 +156,12 @@ async def test_run_resumes_from_the_last_resource_version_when_the_server_ends_t
         relists += 1
         return "7"
 
+    quiet = asyncio.Event()
+
     async def watch(rv: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         watched.append(rv)
+        if rv not in ended:
+            quiet.set()
         for event in ended.get(rv, []):
             yield event
         if rv not in ended:
@@ -170,8 +174,7 @@ async def test_run_resumes_from_the_last_resource_version_when_the_server_ends_t
         )
     )
     async with asyncio.timeout(5):
-        while len(watched) < 4:
-            await asyncio.sleep(0.01)
+        await quiet.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
