@@ -48,7 +48,6 @@ from typing import Any
 # What both programs import once running (the adapters in multinet.kube construct these API
 # classes): part of the program's footprint whether imported at start or on first use.
 RUNTIME_APIS = (
-    "kubernetes_asyncio.client.api.core_v1_api",
     "kubernetes_asyncio.client.api.resource_v1_api",
     "kubernetes_asyncio.client.api.custom_objects_api",
 )

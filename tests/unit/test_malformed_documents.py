@@ -248,6 +248,8 @@ def _json_text(value: Any) -> str:
 
 
 class _Response:
+    status, reason = 200, "OK"
+
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
 

@@ -28,6 +28,8 @@ class _Content:
 
 
 class _Response:
+    status, reason = 200, "OK"
+
     def __init__(self, raw: bytes = b"", lines: list[bytes] | None = None) -> None:
         self.raw = raw
         self.content = _Content(lines or [])

@@ -19,6 +19,7 @@ from kubernetes_asyncio import client
 
 from multinet.api import names
 from multinet.kube import watching
+from multinet.kube.coreapi import CoreApi
 from multinet.kube.errors import ApiError, Conflict, NotFound, translated
 
 __all__ = ["ApiError", "Conflict", "Kube", "NotFound"]
@@ -39,7 +40,7 @@ class Kube:
     def __init__(self, api: client.ApiClient, *, instance: str = "") -> None:
         self._api = api
         self._objects = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self._instance = instance or os.environ.get("HOSTNAME", "") or "multinet-controller"
 
     @property
@@ -198,7 +199,7 @@ class Kube:
             "count": 1,
         }
         with translated(f"post Event {reason} for {meta.get('name')}"):
-            await self._core.create_namespaced_event(EVENTS_NAMESPACE, body)  # type: ignore[arg-type]
+            await self._core.create_namespaced_event(EVENTS_NAMESPACE, body)
 
     # --- Leases (leader election): get, create, update one Lease ------------------------
 

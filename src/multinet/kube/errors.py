@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -71,6 +72,22 @@ def mapped(exc: BaseException, what: str) -> ApiError:
             status, f"{what}: {status} {reason}: {body[:300]}", reason=reason, body=body
         )
     return ApiError(f"{what}: apiserver unreachable: {exc}", 0, reason=str(exc))
+
+
+async def read_body(response: Any) -> bytes:
+    """The body of a raw response (a call made with ``_preload_content=False``), the connection
+    released. An error status raises ``ApiException``, as a call that preloads does: the client
+    checks the status only when it reads the body itself, so without this a refused request
+    (403, 404, 429, 500) would read as its Status object, e.g. a list as no items."""
+    try:
+        raw: bytes = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status <= 299:
+        exc = ApiException(status=response.status, reason=response.reason)
+        exc.body = raw
+        raise exc
+    return raw
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from kubernetes_asyncio import client
 
 from multinet.api import names
+from multinet.kube.coreapi import CoreApi
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class EventRecorder:
     """Fire-and-forget Events, written in order by one background task per recorder."""
 
     def __init__(self, api: client.ApiClient, *, host: str) -> None:
-        self._core: Any = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self._host = host
         self._pending: set[asyncio.Task[None]] = set()
 

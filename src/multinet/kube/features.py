@@ -37,7 +37,7 @@ from multinet.api import documents, names
 from multinet.devices import binding
 from multinet.devices.model import Device
 from multinet.devices.slots import Sharing
-from multinet.kube.errors import ApiError, translated
+from multinet.kube.errors import ApiError, read_body, translated
 from multinet.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
@@ -204,10 +204,6 @@ def _dry_run_create(api: client.ApiClient | None) -> DryRunCreate:
             _preload_content=False,
             _request_timeout=PROBE_TIMEOUT_SECONDS,
         )
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        return documents.loads(raw)
+        return documents.loads(await read_body(response))
 
     return create

@@ -20,7 +20,7 @@ from kubernetes_asyncio import client
 from multinet.api import documents, names, parameters, podnetwork
 from multinet.api.parameters import NetworkParameters
 from multinet.errors import ClaimError, ConfigError
-from multinet.kube.errors import ApiError, NotFound, translated
+from multinet.kube.errors import ApiError, NotFound, read_body, translated
 
 
 class ApiLookups:
@@ -42,10 +42,7 @@ class ApiLookups:
                 response: Any = await self._resource.read_namespaced_resource_claim(
                     name, namespace, _preload_content=False
                 )
-                try:
-                    raw = await response.read()
-                finally:
-                    response.release()
+                raw = await read_body(response)
         except NotFound:
             return None
         except ApiError as exc:
@@ -86,10 +83,7 @@ class ApiLookups:
                 response: Any = await self._objects.get_cluster_custom_object(
                     names.GROUP, names.VERSION, names.PLURAL, network, _preload_content=False
                 )
-                try:
-                    raw = await response.read()
-                finally:
-                    response.release()
+                raw = await read_body(response)
         except NotFound as exc:
             raise ClaimError(f"PodNetwork {network} does not exist") from exc
         except ApiError as exc:

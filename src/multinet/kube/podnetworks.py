@@ -25,6 +25,7 @@ from multinet.api import names
 from multinet.devices import networks
 from multinet.devices.binding import DeviceConflict, NetworkSelector
 from multinet.kube import events, watching
+from multinet.kube.coreapi import CoreApi
 from multinet.kube.errors import ApiError, translated
 from multinet.retry import Backoff
 
@@ -67,7 +68,7 @@ class PodNetworkWatcher:
         max_backoff_seconds: float = 30.0,
     ) -> None:
         self._custom: Any = client.CustomObjectsApi(api)
-        self._core: Any = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self.node_name = node_name
         self.watch_timeout_seconds = watch_timeout_seconds
         self.max_backoff_seconds = max_backoff_seconds

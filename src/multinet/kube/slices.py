@@ -21,7 +21,8 @@ from multinet import slices
 from multinet.api import names
 from multinet.devices.model import Device
 from multinet.errors import MultinetError
-from multinet.kube.errors import ApiError, NotFound, translated
+from multinet.kube.coreapi import CoreApi
+from multinet.kube.errors import ApiError, NotFound, read_body, translated
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class SlicePublisher:
     ) -> None:
         # Typed as Any: we send and read raw JSON dicts, not the generated models the stubs want.
         self._resource: Any = client.ResourceV1Api(api)
-        self._core = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self.node_name = node_name
         self.driver = driver
         self._node: slices.NodeRef | None = None
@@ -59,7 +60,8 @@ class SlicePublisher:
     async def _node_ref(self) -> slices.NodeRef:
         if self._node is None:
             node = await self._core.read_node(self.node_name)
-            self._node = slices.NodeRef(name=self.node_name, uid=str(node.metadata.uid))
+            uid = (node.get("metadata") or {}).get("uid")
+            self._node = slices.NodeRef(name=self.node_name, uid=str(uid))
         return self._node
 
     async def existing(self) -> list[dict[str, Any]]:
@@ -69,7 +71,7 @@ class SlicePublisher:
             resp = await self._resource.list_resource_slice(
                 field_selector=selector, _preload_content=False
             )
-            doc = json.loads(await resp.read())
+            doc = json.loads(await read_body(resp))
         items: list[dict[str, Any]] = doc.get("items") or []
         return items
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 
 from multinet import DRIVER_NAME
+from multinet.kube.coreapi import CoreApi
 from multinet.kube.errors import ApiError, NotFound, translated
 from multinet.plans import ClaimRef
 from multinet.retry import Backoff, retrying
@@ -39,7 +40,7 @@ class StatusWriter:
 
     def __init__(self, api: client.ApiClient, *, attempts: int = 5) -> None:
         self._resource = client.ResourceV1Api(api)
-        self._core = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self._attempts = attempts
 
     async def write_claim(self, claim: ClaimRef, outcomes: list[DeviceOutcome]) -> None:
@@ -57,20 +58,18 @@ class StatusWriter:
         )
 
     async def annotate_pod(self, namespace: str, name: str, outcomes: list[DeviceOutcome]) -> None:
-        async def patch() -> object:
+        async def patch() -> None:
             pod = await self._core.read_namespaced_pod(name, namespace)
-            existing = (pod.metadata.annotations or {}).get(NETWORK_STATUS_ANNOTATION)
+            metadata = pod.get("metadata") or {}
+            existing = (metadata.get("annotations") or {}).get(NETWORK_STATUS_ANNOTATION)
             value = network_status_annotation(existing, outcomes)
             patch_body = {
                 "metadata": {
-                    "resourceVersion": pod.metadata.resource_version,
+                    "resourceVersion": metadata.get("resourceVersion"),
                     "annotations": {NETWORK_STATUS_ANNOTATION: value},
                 }
             }
-            # The generated signature omits the per-call `_content_type` it accepts at run time.
-            return await self._core.patch_namespaced_pod(  # type: ignore[call-arg]
-                name, namespace, patch_body, _content_type=_MERGE
-            )
+            await self._core.patch_namespaced_pod(name, namespace, patch_body, content_type=_MERGE)
 
         await self._retry(f"pod {namespace}/{name}", patch)
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 from multinet.api import documents
-from multinet.kube.errors import ApiError, Gone, for_status, translated
+from multinet.kube.errors import ApiError, Gone, for_status, read_body, translated
 from multinet.retry import Backoff, Retry
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,7 @@ async def list_objects(custom: Any, resource: Resource) -> tuple[list[Object], s
     with translated(f"list {resource}"):
         # _preload_content=False: the raw aiohttp response, not the model the stubs claim.
         response = await custom.list_cluster_custom_object(*args, **kwargs)
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
+        raw = await read_body(response)
     doc = documents.loads(raw)
     if not isinstance(doc, dict):
         raise ApiError(f"list {resource}: the answer is not a JSON object", 500)
@@ -86,6 +83,8 @@ async def watch_events(
             allow_watch_bookmarks=True,
             **kwargs,
         )
+        if not 200 <= response.status <= 299:
+            await read_body(response)  # raises, with the apiserver's Status
     try:
         while True:
             with translated(what):
