@@ -273,7 +273,9 @@ def _serialise_and_write(path: Path, state: AgentState) -> None:
         payload = state.model_dump(mode="json")  # version, claims, attachments
         doc = {"version": payload["version"], "checksum": checksum(payload)}
         doc.update((k, v) for k, v in payload.items() if k != "version")
-        data = json.dumps(doc, indent=1, ensure_ascii=False).encode()
+        # No indent: json's C encoder serves only unindented output, and this runs right after
+        # RunPodSandbox answers, beside the pod's start (50 claims: ~0.3 ms instead of ~2 ms).
+        data = json.dumps(doc, ensure_ascii=False).encode()
     except (ValueError, TypeError, RecursionError) as exc:
         # PydanticSerializationError, UnicodeEncodeError (a lone surrogate), too deep
         raise CheckpointError(f"cannot serialise checkpoint {path}: {exc}") from exc
