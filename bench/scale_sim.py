@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import re
+import signal
 import ssl
 import sys
 import time
@@ -747,8 +748,8 @@ class Bench:
     async def cleanup(self) -> None:
         """Delete everything with the bench's names or label, in an order that keeps the
         controller's work small (claims before networks, sim slices before networks)."""
-        await self.stop_publishers()
         say("cleaning up")
+        await self.stop_publishers()
         sel = f"{SIM_LABEL}=true"
         with contextlib.suppress(client.ApiException):
             await self.core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
@@ -843,6 +844,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, cluster: Cluster) -> int:
+    # SIGTERM cleans up as Ctrl-C does (asyncio.run turns SIGINT into this task's cancellation).
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     bench = Bench(args, cluster)
     await bench.open()
     try:
@@ -885,8 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(run(args, cluster))
-    except KeyboardInterrupt:
-        say("interrupted; what the bench created was deleted")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        say("interrupted; the clean-up ran (it says above whether it finished)")
         return 130
 
 
