@@ -745,6 +745,22 @@ class Bench:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
 
+    async def delete_events(self) -> None:
+        """The Events about the bench's objects (the node lifecycle controller's about the
+        simulated Nodes, the multinet controller's about the PodNetworks), rather than leaving
+        thousands to expire with their TTL."""
+        events = await raw_list(self.core.list_event_for_all_namespaces)
+        ours = [
+            (e["metadata"]["namespace"], e["metadata"]["name"])
+            for e in events.get("items") or []
+            if str((e.get("involvedObject") or {}).get("name", "")).startswith(PREFIX)
+        ]
+        await bounded(
+            lambda ref: ignore_404(self.core.delete_namespaced_event(ref[1], ref[0])), ours
+        )
+        if ours:
+            say(f"deleted {len(ours)} Events about the bench's objects")
+
     async def cleanup(self) -> None:
         """Delete everything with the bench's names or label, in an order that keeps the
         controller's work small (claims before networks, sim slices before networks)."""
@@ -806,6 +822,7 @@ class Bench:
 
         try:
             await self.wait("the bench's objects deleted", clean, 600)
+            await self.delete_events()  # last: deleting the Nodes and networks makes Events too
             say("clean: no simulated Nodes, slices, PodNetworks, DeviceClasses or claims left")
         except TimeoutError:
             say(f"NOT clean after 600 s: {await leftovers()}")
