@@ -66,12 +66,13 @@ cluster-down: venv ## stop the local cluster and restore the machine
 demo: venv binaries ## the whole story on 2 sandbox nodes running multinet's image (KEEP=1 keeps the cluster)
 	$(PY) -m localcluster.demo $(if $(KEEP),--keep,)
 
-bench: venv binaries ## benchmarks: attach latency, pod start-up, churn and CNI chain figures
+bench: venv binaries ## benchmarks: attach latency, pod start-up, churn, CNI chain and agent memory under load
 	$(PY) bench/attach_latency.py
 	$(PY) bench/nri_hook.py
 	$(PY) bench/pod_startup.py
 	$(PY) bench/churn.py
 	$(PY) bench/cni_chain.py
+	$(PY) bench/agent_load_memory.py
 
 bench-dranet: venv binaries ## multinet beside kubernetes-sigs/dranet v1.4.0 (built once into $MULTINET_CACHE) on the 1-node local cluster; not in test or bench
 	$(PY) bench/dranet.py $(if $(ROUNDS),--rounds $(ROUNDS),)

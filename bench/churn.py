@@ -28,7 +28,6 @@ from typing import Any
 
 from kubernetes import client
 from pod_startup import (
-    PodWatch,
     _cleanup,
     agent_log,
     connect,
@@ -39,6 +38,7 @@ from pod_startup import (
     sh,
 )
 from pod_startup import wait_until as _wait_until
+from podwatch import PodWatch
 
 
 def say(text: str) -> None:
@@ -184,9 +184,7 @@ def rounds(
             core.delete_namespaced_pod(old, namespace, grace_period_seconds=0)
             created = time.monotonic()
             core.create_namespaced_pod(namespace, replacement_body(new, "nic"))
-            with pods.changed:
-                ok = pods.changed.wait_for(lambda n=new: n in pods.running, args.timeout)
-            if not ok:
+            if pods.wait_running([new], args.timeout):
                 raise TimeoutError(f"round {n}: {new} not Running after {args.timeout:g} s")
             starts.append((pods.running[new] - created) * 1e3)
             say(f"round {n}: {new} Running {starts[-1]:.0f} ms after its create call")

@@ -30,7 +30,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -40,9 +39,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from localcluster import TEST_IMAGE, Cluster, up
 from localcluster import multinet as deployment
+from podwatch import PodWatch
 
 from multinet.api.names import ATTRIBUTE as POD_NETWORK_ATTRIBUTE
 
@@ -202,62 +202,6 @@ class Batch:
     api_started: list[float] = field(default_factory=list)  # s
 
 
-class PodWatch:
-    """A watch on the namespace's pods in a thread: the first time each pod is seen scheduled
-    and Running, on this machine's monotonic clock."""
-
-    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
-        self.core, self.namespace = core, namespace
-        self.scheduled: dict[str, float] = {}
-        self.running: dict[str, float] = {}
-        self.changed = threading.Condition()
-        self._stop = threading.Event()
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._ready = threading.Event()
-
-    def __enter__(self) -> PodWatch:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._watch.stop()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            listed = self.core.list_namespaced_pod(self.namespace)
-            for pod in listed.items:
-                self._see(pod)
-            self._ready.set()
-            try:
-                for event in self._watch.stream(
-                    self.core.list_namespaced_pod,
-                    self.namespace,
-                    resource_version=listed.metadata.resource_version,
-                    timeout_seconds=60,
-                ):
-                    self._see(event["object"])
-                    if self._stop.is_set():
-                        return
-            except Exception:  # watch expired or dropped: list again and resume
-                if self._stop.is_set():
-                    return
-                time.sleep(0.2)
-
-    def _see(self, pod: Any) -> None:
-        now = time.monotonic()
-        name = pod.metadata.name
-        with self.changed:
-            if pod.spec.node_name and name not in self.scheduled:
-                self.scheduled[name] = now
-            if pod.status.phase == "Running" and name not in self.running:
-                self.running[name] = now
-            self.changed.notify_all()
-
-
 def run_batch(
     core: client.CoreV1Api, namespace: str, label: str, claims: list[str | None], timeout: float
 ) -> Batch:
@@ -269,14 +213,9 @@ def run_batch(
         for name, claim in zip(names, claims, strict=True):
             core.create_namespaced_pod(namespace, pod_body(name, claim))
             created[name] = time.monotonic()
-        deadline = first + timeout
-        with pods.changed:
-            while len(pods.running) < len(names):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(_stuck(core, namespace, label, names, pods.running, timeout))
-                pods.changed.wait(min(left, 1.0))
-            result.wall = max(pods.running.values()) - first
+        if pods.wait_running(names, timeout - (time.monotonic() - first)):
+            raise TimeoutError(_stuck(core, namespace, label, names, pods.running, timeout))
+        result.wall = max(pods.running[n] for n in names) - first
         for name in names:
             result.observed_scheduled.append((pods.scheduled[name] - created[name]) * 1e3)
             result.observed_running.append((pods.running[name] - created[name]) * 1e3)
