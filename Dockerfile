@@ -14,6 +14,10 @@ RUN /opt/build/bin/python3 -m pip wheel --no-cache-dir -w /wheels -c requirement
 
 FROM ${BASE_IMAGE}
 COPY --from=build /wheels /wheels
+# Docstrings and asserts stripped (-OO): about 3 MB less resident in each program, and nothing
+# in multinet or what it calls at run time reads a docstring (its --help texts are its own
+# strings). Set before the install, so pip compiles the .opt-2.pyc files this level loads.
+ENV PYTHONOPTIMIZE=2
 # --no-index: every dependency is a wheel from stage 1; the runtime stage needs no network.
 RUN python3 -m venv /opt/multinet \
     && /opt/multinet/bin/python3 -m pip install --no-cache-dir --no-index /wheels/*.whl \

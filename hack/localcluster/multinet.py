@@ -72,8 +72,9 @@ def apply_manifests(cluster: Cluster) -> None:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
-def _python() -> str:
-    return sys.executable
+def _python() -> list[str]:
+    """The interpreter as the image runs it: -OO is the image's PYTHONOPTIMIZE=2 (Dockerfile)."""
+    return [sys.executable, "-OO"]
 
 
 def start_controller(cluster: Cluster, *extra_args: str) -> Path:
@@ -82,7 +83,7 @@ def start_controller(cluster: Cluster, *extra_args: str) -> Path:
     cluster.start_process(
         CONTROLLER,
         [
-            _python(),
+            *_python(),
             "-m",
             "multinet",
             "controller",
@@ -103,7 +104,7 @@ def start_agent(cluster: Cluster, env: dict[str, str] | None = None) -> None:
     cluster.start_process(
         AGENT,
         [
-            _python(),
+            *_python(),
             "-m",
             "multinet",
             "node-agent",
