@@ -168,3 +168,14 @@ def test_prepare_checks_sysctls_and_offloads_against_this_nodes_kernel(net: Lab)
         "(did you mean tx-checksumming?)",
         f"ethtool.features.rx-lro: fixed off on {nic}; it cannot be changed",
     ]
+
+
+async def test_prepare_checks_only_plans_that_ask_for_sysctls_or_offloads(net: Lab) -> None:
+    nic = net.new_nic()
+    plain = policy_plan(nic, sysctls=(), features=())
+    assert not plancheck.needed(plain)
+    await plancheck.check_async(plain)
+    bad = policy_plan(nic, features=(("tx-checksuming", False),))
+    assert plancheck.needed(bad)
+    with pytest.raises(ConfigError, match="did you mean tx-checksumming"):
+        await plancheck.check_async(bad)

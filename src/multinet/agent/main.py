@@ -154,7 +154,7 @@ def _wire(
         read_host=read_host_state,
         reclaim=releaser.reclaim_orphans,
         returner=releaser,
-        check_plan=lambda plan: asyncio.to_thread(plancheck.check, plan),
+        check_plan=plancheck.check_async,
     )
     kubelet = KubeletPlugin(
         preparer=preparer,

@@ -6,11 +6,13 @@ pod's events before any sandbox starts instead of as a failed RunPodSandbox. Wha
 can show (a namespace-wide key the pod's namespace lacks, a macvlan child's fixed offloads) is
 still caught at attach.
 
-Blocking (reads /proc/sys and asks the ethtool family): run it on a worker thread.
+Blocking (reads /proc/sys and asks the ethtool family): `check_async` runs it on a worker
+thread, and only for a plan with sysctls or ethtool features.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import os
 
@@ -19,6 +21,19 @@ from multinet.errors import ConfigError
 from multinet.netlink import ethtool, netns
 
 _PROC_SYS = "/proc/sys"
+
+
+def needed(plan: plans.AttachPlan) -> bool:
+    """Whether the plan asks for anything `check` looks at (most plans do not: no worker thread
+    then)."""
+    return bool(plan.sysctls or plan.features)
+
+
+async def check_async(plan: plans.AttachPlan) -> None:
+    """`check` off the event loop (it reads /proc/sys and asks the kernel over ethtool netlink),
+    only for a plan that needs it."""
+    if needed(plan):
+        await asyncio.to_thread(check, plan)
 
 
 def check(plan: plans.AttachPlan) -> None:
