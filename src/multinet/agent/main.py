@@ -126,7 +126,7 @@ def _wire(
         away=lambda: _devices_in_pods(checkpoint),
         away_links=lambda: _links_in_pods(checkpoint),
     )
-    reporter = StatusReporter(StatusWriter(api))
+    reporter = StatusReporter(StatusWriter(api), events=events)
     attacher = Attacher(
         store=checkpoint,
         mover=mover,

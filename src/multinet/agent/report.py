@@ -5,17 +5,22 @@ queue, groups outcomes per claim and writes them with server-side apply. A pod's
 for the same claim replaces the earlier one, which is what server-side apply gives us anyway.
 A report made while answering an NRI call is written once the runtime has that answer
 (`nri.answered`): building and sending the API request would otherwise run on the event loop
-between the hook's end and its answer.
+between the hook's end and its answer. A status the apiserver refuses (after the writer's
+retries) is a Warning Event `StatusNotWritten` on the claim, in the apiserver's words: the
+interface is attached, but whoever reads the claim's status would find nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 
-from multinet.agent.contracts import PodInfo
-from multinet.kube.status import StatusWriter
+from multinet.agent.contracts import EventSink, PodInfo
+from multinet.kube.errors import ApiError
+from multinet.kube.events import NoEvents, claim_ref
+from multinet.kube.status import StatusWriter, refusal
 from multinet.nri import answered
 from multinet.plans import ClaimRef
 from multinet.status import DeviceOutcome
@@ -24,8 +29,9 @@ log = logging.getLogger(__name__)
 
 
 class StatusReporter:
-    def __init__(self, writer: StatusWriter) -> None:
+    def __init__(self, writer: StatusWriter, *, events: EventSink | None = None) -> None:
         self._writer = writer
+        self._events = events or NoEvents()
         self._queue: asyncio.Queue[tuple[PodInfo, list[DeviceOutcome], asyncio.Future[None]]] = (
             asyncio.Queue()
         )
@@ -50,6 +56,16 @@ class StatusReporter:
         for outcome in outcomes:
             per_claim[outcome.plan.claim].append(outcome)
         for claim, items in per_claim.items():
-            await self._writer.write_claim(claim, items)
+            try:
+                await self._writer.write_claim(claim, items)
+            except ApiError as exc:
+                self._events.post(
+                    claim_ref(claim.namespace, claim.name, claim.uid),
+                    "Warning",
+                    "StatusNotWritten",
+                    f"the apiserver refused status.devices for pod {pod.ref} (the interface is "
+                    f"attached): {refusal(exc)}"[:1024],
+                )
         if any(o.ready for o in outcomes):
-            await self._writer.annotate_pod(pod.namespace, pod.name, outcomes)
+            with contextlib.suppress(ApiError):  # logged by the writer, in the apiserver's words
+                await self._writer.annotate_pod(pod.namespace, pod.name, outcomes)

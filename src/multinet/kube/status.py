@@ -6,6 +6,7 @@ times with backoff and then logged: the pod runs either way, only the report is 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 _BACKOFF = Backoff(initial=0.2, cap=5.0)
+
+
+def refusal(exc: ApiError) -> str:
+    """The apiserver's reason for refusing a write, in its own words (its Status message)."""
+    try:
+        message = json.loads(exc.body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{exc.status} {exc.reason}: {message or exc.body or exc}"
 
 
 def _worth_retrying(exc: Exception) -> bool:
@@ -89,3 +99,4 @@ class StatusWriter:
             log.error(
                 "reporting to %s failed: %s %s: %s", what, exc.status, exc.reason, exc.body[:2000]
             )
+            raise
