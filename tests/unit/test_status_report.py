@@ -77,6 +77,6 @@ async def test_a_refused_claim_status_is_a_warning_event_on_the_claim() -> None:
         "StatusNotWritten",
     )
     assert message == (
-        "the apiserver refused status.devices for pod ns/p1 (the interface is attached): "
+        "status.devices for pod ns/p1 not written (the interface is attached): "
         f"422 Unprocessable Entity: {MESSAGE}"
     )

@@ -5,9 +5,10 @@ queue, groups outcomes per claim and writes them with server-side apply. A pod's
 for the same claim replaces the earlier one, which is what server-side apply gives us anyway.
 A report made while answering an NRI call is written once the runtime has that answer
 (`nri.answered`): building and sending the API request would otherwise run on the event loop
-between the hook's end and its answer. A status the apiserver refuses (after the writer's
-retries) is a Warning Event `StatusNotWritten` on the claim, in the apiserver's words: the
-interface is attached, but whoever reads the claim's status would find nothing.
+between the hook's end and its answer. A status not written after the writer's retries (the
+apiserver refused it, or stayed unreachable) is a Warning Event `StatusNotWritten` on the claim,
+in the apiserver's words: the interface is attached, but whoever reads the claim's status would
+find nothing.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class StatusReporter:
                     claim_ref(claim.namespace, claim.name, claim.uid),
                     "Warning",
                     "StatusNotWritten",
-                    f"the apiserver refused status.devices for pod {pod.ref} (the interface is "
-                    f"attached): {refusal(exc)}"[:1024],
+                    f"status.devices for pod {pod.ref} not written (the interface is attached): "
+                    f"{refusal(exc)}"[:1024],
                 )
         if any(o.ready for o in outcomes):
             with contextlib.suppress(ApiError):  # logged by the writer, in the apiserver's words

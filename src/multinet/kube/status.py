@@ -1,7 +1,9 @@
 """Writes what happened in the pod where users look: the claim status and the pod annotation.
 
 Runs after the NRI hook has answered (never inside its deadline). Failures are retried a few
-times with backoff and then logged: the pod runs either way, only the report is late.
+times with backoff; one that remains (a refusal, or the apiserver still unreachable) is logged in
+the apiserver's words and raised as ApiError, for the reporter to tell the user (an Event); an
+object already gone is only logged. The pod runs either way.
 """
 
 from __future__ import annotations
