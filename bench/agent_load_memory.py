@@ -36,6 +36,7 @@ from pod_startup import (
     connect,
     network_ready,
     pod_body,
+    podnetwork_object,
     sh,
     wait_until,
 )
@@ -78,19 +79,10 @@ def macvlan_nics(prefix: str, count: int) -> Iterator[str]:
 
 
 def podnetwork_body(name: str, pattern: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "multinetwork.networking.k8s.io/v1alpha1",
-        "kind": "PodNetwork",
-        "metadata": {"name": name},
-        "spec": {
-            "provider": DRIVER,
-            "parameters": {
-                "interfaces": {"names": [pattern]},
-                "mode": "host-device",
-                "interfaceName": "net1",
-            },
-        },
-    }
+    interfaces = {"names": [pattern]}
+    return podnetwork_object(
+        name, {"interfaces": interfaces, "mode": "host-device", "interfaceName": "net1"}
+    )
 
 
 def bound_devices(custom: client.CustomObjectsApi, network: str) -> int:

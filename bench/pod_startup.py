@@ -148,21 +148,25 @@ def claim_body(name: str, device_class: str) -> dict[str, Any]:
     }
 
 
-def podnetwork_body(name: str, parent: str, subnet: str) -> dict[str, Any]:
+def podnetwork_object(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "multinetwork.networking.k8s.io/v1alpha1",
         "kind": "PodNetwork",
         "metadata": {"name": name},
-        "spec": {
-            "provider": DRIVER,
-            "parameters": {
-                "interfaces": {"names": [parent]},
-                "mode": "macvlan",
-                "interfaceName": "net1",
-                "ipam": {"type": "pool", "subnet": subnet},
-            },
-        },
+        "spec": {"provider": DRIVER, "parameters": parameters},
     }
+
+
+def podnetwork_body(name: str, parent: str, subnet: str) -> dict[str, Any]:
+    return podnetwork_object(
+        name,
+        {
+            "interfaces": {"names": [parent]},
+            "mode": "macvlan",
+            "interfaceName": "net1",
+            "ipam": {"type": "pool", "subnet": subnet},
+        },
+    )
 
 
 def wait_until(what: str, timeout: float, predicate: Any, interval: float = 0.5) -> Any:
