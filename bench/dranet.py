@@ -76,8 +76,9 @@ from typing import Any, TypeVar
 
 import yaml
 from kubernetes import client, config
-from localcluster import TEST_IMAGE, Cluster, up
+from localcluster import Cluster, up
 from localcluster import multinet as deployment
+from pod_startup import pod_body
 from podwatch import PodWatch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,25 +353,6 @@ def template_body(kind: str, device_class: str) -> dict[str, Any]:
     }
 
 
-def pod_body(name: str, template: str | None) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": "main",
-        "image": TEST_IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["sleep", "3600"],
-    }
-    # dnsPolicy Default: no cluster DNS here (ClusterFirst would add a Warning to every pod).
-    spec: dict[str, Any] = {
-        "terminationGracePeriodSeconds": 1,
-        "dnsPolicy": "Default",
-        "containers": [container],
-    }
-    if template:
-        container["resources"] = {"claims": [{"name": "nic"}]}
-        spec["resourceClaims"] = [{"name": "nic", "resourceClaimTemplateName": template}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
 def published(custom: client.CustomObjectsApi, driver: str, node: str, ifname: str) -> bool:
     """Whether `driver` publishes a device of `node` whose ifName attribute is `ifname`."""
     slices = custom.list_cluster_custom_object("resource.k8s.io", "v1", "resourceslices")
@@ -535,7 +517,7 @@ class Bench:
         offset = log.stat().st_size
         template = None if kind == "plain" else kind
         created = time.monotonic()
-        self.core.create_namespaced_pod(self.namespace, pod_body(name, template))
+        self.core.create_namespaced_pod(self.namespace, pod_body(name, None, template=template))
         ready = self.watch.wait_ready(name, self.timeout)
         pod = self.core.read_namespaced_pod(name, self.namespace)
         cond = next(c for c in pod.status.conditions if c.type == "Ready")
@@ -721,18 +703,31 @@ def overheads(run: Run, kind: str) -> list[float]:
     return [s.ready_ms - plain[s.round] for s in run.of(kind)]
 
 
+def measured(run: Run, kind: str, figure: str) -> list[float]:
+    """The per-pod values of a Sample figure a driver pod has (hook_ms, prepare_ms, ...)."""
+    values = (getattr(s, figure) for s in run.of(kind))
+    return [v for v in values if v is not None]
+
+
+def print_row(label: str, values: list[float]) -> None:
+    print(
+        f"  {label:28} {percentile(values, 50):8.0f} {statistics.fmean(values):8.0f} "
+        f"{max(values):8.0f}  ms"
+    )
+
+
 def table(run: Run) -> list[str]:
-    def hook(kind: str) -> str:
-        values = [s.hook_ms for s in run.of(kind) if s.hook_ms is not None]
+    def p50_mean(kind: str, figure: str) -> str:
+        values = measured(run, kind, figure)
         if not values:
             return "-"
         return f"{percentile(values, 50):.1f} ms (mean {statistics.fmean(values):.1f})"
 
+    def hook(kind: str) -> str:
+        return p50_mean(kind, "hook_ms")
+
     def prepare(kind: str) -> str:
-        values = [s.prepare_ms for s in run.of(kind) if s.prepare_ms is not None]
-        if not values:
-            return "-"
-        return f"{percentile(values, 50):.1f} ms (mean {statistics.fmean(values):.1f})"
+        return p50_mean(kind, "prepare_ms")
 
     def over(kind: str) -> str:
         values = overheads(run, kind)
@@ -766,34 +761,24 @@ def report(run: Run, count: int, command: str) -> None:
     print()
     print(f"  {'create -> Ready (watch)':28} {'p50':>8} {'mean':>8} {'max':>8}")
     for kind in KINDS:
-        values = [s.ready_ms for s in run.of(kind)]
-        print(
-            f"  {kind:28} {percentile(values, 50):8.0f} {statistics.fmean(values):8.0f} "
-            f"{max(values):8.0f}  ms"
-        )
+        print_row(kind, measured(run, kind, "ready_ms"))
     for kind in KINDS:
-        values = [s.scheduled_ms for s in run.of(kind)]
-        print(
-            f"  {'create -> scheduled, ' + kind:28} {percentile(values, 50):8.0f} "
-            f"{statistics.fmean(values):8.0f} {max(values):8.0f}  ms"
-        )
+        print_row(f"create -> scheduled, {kind}", measured(run, kind, "scheduled_ms"))
     for kind in ("multinet", "dranet"):
-        values = overheads(run, kind)
-        print(
-            f"  {kind + ' - plain (paired)':28} {percentile(values, 50):8.0f} "
-            f"{statistics.fmean(values):8.0f} {max(values):8.0f}  ms"
-        )
+        print_row(f"{kind} - plain (paired)", overheads(run, kind))
     for kind in KINDS:
         values = [s.api_ready_s for s in run.of(kind)]
         print(
             f"  api creation -> Ready, {kind}: p50 {percentile(values, 50):.0f} s (1 s resolution)"
         )
-    for kind in ("multinet", "dranet"):
-        hooks = " ".join(f"{s.hook_ms:.1f}" for s in run.of(kind) if s.hook_ms is not None)
-        print(f"  {kind} hook per pod (ms): {hooks}")
-    for kind in ("multinet", "dranet"):
-        prepares = " ".join(f"{s.prepare_ms:.1f}" for s in run.of(kind) if s.prepare_ms is not None)
-        print(f"  {kind} NodePrepareResources per pod (ms, kubelet): {prepares}")
+    for kind, figure, label in (
+        ("multinet", "hook_ms", "hook per pod (ms)"),
+        ("dranet", "hook_ms", "hook per pod (ms)"),
+        ("multinet", "prepare_ms", "NodePrepareResources per pod (ms, kubelet)"),
+        ("dranet", "prepare_ms", "NodePrepareResources per pod (ms, kubelet)"),
+    ):
+        per_pod = " ".join(f"{v:.1f}" for v in measured(run, kind, figure))
+        print(f"  {kind} {label}: {per_pod}")
     cross = [s.metric_ms for s in run.of("dranet") if s.metric_ms is not None]
     if cross:
         print(

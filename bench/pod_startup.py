@@ -118,7 +118,9 @@ def scrape() -> dict[str, Histogram]:
 # -- objects -----------------------------------------------------------------------------------
 
 
-def pod_body(name: str, claim: str | None) -> dict[str, Any]:
+def pod_body(name: str, claim: str | None, *, template: str | None = None) -> dict[str, Any]:
+    """A pod sleeping in the test image, holding the ResourceClaim `claim` or one made from the
+    ResourceClaimTemplate `template` (as its claim "nic"), or none."""
     container: dict[str, Any] = {
         "name": "main",
         "image": TEST_IMAGE,
@@ -131,9 +133,10 @@ def pod_body(name: str, claim: str | None) -> dict[str, Any]:
         "dnsPolicy": "Default",
         "containers": [container],
     }
-    if claim:
+    if claim or template:
         container["resources"] = {"claims": [{"name": "nic"}]}
-        spec["resourceClaims"] = [{"name": "nic", "resourceClaimName": claim}]
+        source = {"resourceClaimName": claim} if claim else {"resourceClaimTemplateName": template}
+        spec["resourceClaims"] = [{"name": "nic", **source}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
